@@ -1,0 +1,1 @@
+"""Pure-Python domain: no GUI, engine, hub or fine-tune imports here."""

@@ -1,0 +1,218 @@
+"""llama.cpp backend (llama-cpp-python) for GGUF files.
+
+One ``Llama`` per backend object, used only from the engine's model-owner thread: a ``Llama``
+is not thread safe and segfaults if used after ``close()``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import llama_cpp
+import numpy as np
+from llama_cpp._internals import LlamaSampler
+
+from desktop_llm.core.errors import InvalidRequest, ModelLoadError
+from desktop_llm.core.gguf_header import read_gguf_metadata
+from desktop_llm.core.models import ModelRef
+from desktop_llm.core.sampling import SamplingParams
+from desktop_llm.engine.alternatives import logprob_and_top_k
+from desktop_llm.engine.backends.options import ALL_OPTIONS, LLAMACPP_OPTIONS, check_options
+from desktop_llm.engine.generation import Cancelled, TokenStep
+
+DEFAULT_CTX = 4096
+RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
+
+
+class LlamaCppBackend:
+    name = "llamacpp"
+
+    def __init__(self) -> None:
+        self.llm: llama_cpp.Llama | None = None
+        self.n_ctx = 0
+        self._cancel: threading.Event | None = None
+        # Kept alive for as long as llama.cpp holds the pointer.
+        self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
+        self._no_abort_cb = llama_cpp.ggml_abort_callback()
+        self._pieces: dict[int, bytes] = {}
+        self._meta: dict[str, Any] = {}
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self, ref: ModelRef, options: dict[str, Any], progress: Any) -> dict[str, Any]:
+        if ref.format != "gguf":
+            raise ModelLoadError(f"{ref.name} is a model folder; the llama.cpp backend loads GGUF files.",
+                                 "Load it with the PyTorch backend, or pick a .gguf file.")
+        opts = check_options(options, LLAMACPP_OPTIONS, "llama.cpp", ALL_OPTIONS)
+        # Read the header ourselves first: a clear message for a non-GGUF or truncated file.
+        self._meta = read_gguf_metadata(ref.path)
+        arch = self._meta.get("general.architecture", "")
+        train_ctx = int(self._meta.get(f"{arch}.context_length") or DEFAULT_CTX)
+        n_ctx = opts.get("n_ctx") or min(train_ctx, DEFAULT_CTX)
+        if n_ctx < 16:
+            raise InvalidRequest(f"Context size {n_ctx} is too small; use at least 16 tokens.")
+        gpu = llama_cpp.llama_supports_gpu_offload()
+        n_gpu_layers = opts.get("n_gpu_layers", -1 if gpu else 0)
+        progress("loading weights", 0.0)
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=ref.path,
+                n_ctx=n_ctx,
+                n_gpu_layers=n_gpu_layers,
+                n_threads=opts.get("n_threads") or max(1, (os.cpu_count() or 1)),
+                n_batch=opts.get("n_batch", 512),
+                flash_attn=opts.get("flash_attn", False),
+                use_mmap=opts.get("use_mmap", True),
+                use_mlock=opts.get("use_mlock", False),
+                seed=RANDOM_SEED,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(
+                f"llama.cpp could not load {ref.name}: {exc}.",
+                "The file may be damaged or incomplete (download it again), or made for a newer llama.cpp.",
+            ) from exc
+        self.n_ctx = self.llm.n_ctx()
+        self._vocab = self.llm._model.vocab
+        self._n_vocab = self.llm.n_vocab()
+        progress("loading weights", 1.0)
+        return {
+            "backend": self.name,
+            "device": "gpu" if gpu and n_gpu_layers != 0 else "cpu",
+            "n_ctx": self.n_ctx,
+            "n_ctx_train": train_ctx,
+            "n_vocab": self._n_vocab,
+            "architecture": arch,
+            "has_chat_template": bool(self.chat_template()),
+            "options": {"n_gpu_layers": n_gpu_layers, "flash_attn": opts.get("flash_attn", False),
+                        "use_mmap": opts.get("use_mmap", True), "n_threads": self.llm.n_threads},
+        }
+
+    def unload(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+            self.llm = None
+            self._pieces.clear()
+
+    # -- tokens ------------------------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special)
+
+    def token_piece(self, token_id: int) -> bytes:
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            piece = self.llm.detokenize([token_id], special=True)
+            self._pieces[token_id] = piece
+        return piece
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.llm.detokenize(ids, special=True).decode("utf-8", errors="replace")
+
+    def chat_template(self) -> str | None:
+        return self._meta.get("tokenizer.chat_template") or None
+
+    def special_tokens(self) -> dict[str, str]:
+        out = {}
+        for name, tid in (("bos_token", self.llm.token_bos()), ("eos_token", self.llm.token_eos())):
+            if tid is not None and tid >= 0:
+                out[name] = self.token_piece(tid).decode("utf-8", errors="replace")
+        return out
+
+    # -- sampling ----------------------------------------------------------------------------
+    def check_params(self, params: SamplingParams) -> None:
+        # llama.cpp honours every SamplingParams field; only the values need checking here.
+        bad = [t for t in params.logit_bias if not 0 <= t < self._n_vocab]
+        if bad:
+            raise InvalidRequest(f"logit_bias names token id {bad[0]}, but this model's ids run 0 to {self._n_vocab - 1}.")
+
+    def _sampler(self, params: SamplingParams) -> LlamaSampler:
+        seed = RANDOM_SEED if params.seed is None else params.seed
+        s = LlamaSampler()
+        if params.logit_bias:
+            s.add_logit_bias(self._n_vocab, params.logit_bias)
+        s.add_penalties(self._n_vocab, params.repeat_last_n, params.repeat_penalty,
+                        params.frequency_penalty, params.presence_penalty)
+        if params.grammar or params.json_schema:
+            s.add_grammar(self.llm._model, self._grammar(params))
+        if params.temperature == 0:
+            s.add_greedy()
+        elif params.mirostat_mode == 1:
+            s.add_temp(params.temperature)
+            s.add_mirostat(self._n_vocab, seed, params.mirostat_tau, params.mirostat_eta, 100)
+        elif params.mirostat_mode == 2:
+            s.add_temp(params.temperature)
+            s.add_mirostat_v2(seed, params.mirostat_tau, params.mirostat_eta)
+        else:
+            if params.top_k > 0:
+                s.add_top_k(params.top_k)
+            s.add_typical(params.typical_p, 1)
+            s.add_top_p(params.top_p, 1)
+            s.add_min_p(params.min_p, 1)
+            s.add_temp(params.temperature)
+            s.add_dist(seed)
+        return s
+
+    def _grammar(self, params: SamplingParams) -> llama_cpp.LlamaGrammar:
+        import json
+
+        try:
+            if params.json_schema:
+                return llama_cpp.LlamaGrammar.from_json_schema(json.dumps(params.json_schema), verbose=False)
+            return llama_cpp.LlamaGrammar.from_string(params.grammar, verbose=False)
+        except (ValueError, RuntimeError, TypeError, KeyError) as exc:
+            what = "JSON schema" if params.json_schema else "GBNF grammar"
+            raise InvalidRequest(f"The {what} could not be used: {exc}.", f"Check the {what}'s syntax.") from exc
+
+    def _should_abort(self, _data: ctypes.c_void_p) -> bool:
+        cancel = self._cancel
+        return bool(cancel is not None and cancel.is_set())
+
+    def _eval_prompt(self, tokens: list[int], cancel: threading.Event) -> None:
+        llm = self.llm
+        # Reuse the KV cache for the prefix shared with the previous request; always decode
+        # at least the last prompt token so its logits are fresh.
+        cached = llm.input_ids[: llm.n_tokens]
+        keep = 0
+        for a, b in zip(cached, tokens):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(tokens) - 1)
+        llm.n_tokens = keep
+        # The abort callback is on only while the prompt is processed: during decoding the
+        # cancel flag is checked between tokens, and the callback would cost per graph node.
+        self._cancel = cancel
+        llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, None)
+        try:
+            llm.eval(tokens[keep:])
+        except RuntimeError:
+            if cancel.is_set():
+                llm.n_tokens = 0  # the KV cache is in an unknown state after an abort
+                raise Cancelled from None
+            raise
+        finally:
+            llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._no_abort_cb, None)
+            self._cancel = None
+
+    def stream(self, tokens: list[int], params: SamplingParams, n_alternatives: int,
+               cancel: threading.Event) -> Iterator[TokenStep]:
+        llm = self.llm
+        sampler = self._sampler(params)
+        try:
+            self._eval_prompt(tokens, cancel)
+            while True:
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
+                                               shape=(self._n_vocab,))
+                token = sampler.sample(llm._ctx, -1)
+                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    return
+                logprob, alts = logprob_and_top_k(logits, token, n_alternatives)
+                yield TokenStep(token, self.token_piece(token), logprob, alts)
+                if llm.n_tokens >= self.n_ctx:
+                    return
+                llm.eval([token])
+        finally:
+            sampler.close()

@@ -1,0 +1,203 @@
+"""Backend-independent generation: prompt building, stop sequences, UTF-8 assembly, timing.
+
+A backend only streams ``TokenStep`` objects; everything the user sees about a reply (text,
+when it stops, how fast it was) is decided here, once, for both backends.
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from desktop_llm.core.chat_template import render_chat
+from desktop_llm.core.errors import ContextOverflow, InvalidRequest
+from desktop_llm.core.sampling import SamplingParams
+from desktop_llm.engine.protocol import MAX_ALTERNATIVES
+
+
+class Cancelled(Exception):
+    """Raised inside a backend when the request's cancel flag stopped prompt processing."""
+
+
+@dataclass
+class TokenStep:
+    token_id: int
+    piece: bytes
+    logprob: float
+    alternatives: list[tuple[int, float]] = field(default_factory=list)
+
+
+class GenerationBackend(Protocol):
+    n_ctx: int
+
+    def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]: ...
+    def token_piece(self, token_id: int) -> bytes: ...
+    def chat_template(self) -> str | None: ...
+    def special_tokens(self) -> dict[str, str]: ...
+    def check_params(self, params: SamplingParams) -> None: ...
+    def stream(self, tokens: list[int], params: SamplingParams, n_alternatives: int,
+               cancel: threading.Event) -> Iterator[TokenStep]: ...
+
+
+class StopSequenceFilter:
+    """Holds back text that might be the start of a stop sequence; cuts the reply at a full match."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.pending: list[tuple[TokenStep, str]] = []
+        self.matched: str | None = None
+
+    def _held_from(self, text: str) -> int:
+        """Index in ``text`` from which a suffix could still grow into a stop sequence."""
+        for start in range(max(0, len(text) - max(len(s) for s in self.stops) + 1), len(text)):
+            suffix = text[start:]
+            if any(s.startswith(suffix) for s in self.stops):
+                return start
+        return len(text)
+
+    def push(self, step: TokenStep, text: str) -> list[tuple[TokenStep, str]]:
+        """Add a token; return the tokens (with their visible text) that can be shown now."""
+        if not self.stops:
+            return [(step, text)]
+        self.pending.append((step, text))
+        joined = "".join(t for _, t in self.pending)
+        hits = [(joined.find(s), s) for s in self.stops if s in joined]
+        if hits:
+            cut, self.matched = min(hits)
+            return self._take(cut, everything=True)
+        return self._take(self._held_from(joined), everything=False)
+
+    def _take(self, visible_chars: int, everything: bool) -> list[tuple[TokenStep, str]]:
+        out: list[tuple[TokenStep, str]] = []
+        used = 0
+        while self.pending:
+            step, text = self.pending[0]
+            if used + len(text) <= visible_chars:
+                out.append(self.pending.pop(0))
+                used += len(text)
+            elif everything and used < visible_chars:
+                # The stop sequence begins inside this token: show only the text before it.
+                out.append((step, text[: visible_chars - used]))
+                used = visible_chars
+                self.pending.pop(0)
+            else:
+                break
+        if everything:
+            self.pending.clear()
+        return out
+
+    def flush(self) -> list[tuple[TokenStep, str]]:
+        out, self.pending = self.pending, []
+        return out
+
+
+def build_prompt_tokens(backend: GenerationBackend, request: dict[str, Any]) -> tuple[list[int], str]:
+    """Tokens to feed the model, and the prompt text, for a raw prompt or chat messages."""
+    if "messages" in request:
+        text = render_chat(
+            backend.chat_template(), request["messages"], add_generation_prompt=True,
+            special_tokens=backend.special_tokens(),
+        )
+        # The template writes BOS itself where the model wants one (as transformers does).
+        return backend.tokenize(text, add_special=False, parse_special=True), text
+    if "prompt" in request and isinstance(request["prompt"], str):
+        text = request["prompt"]
+        return backend.tokenize(text, add_special=True, parse_special=True), text
+    raise InvalidRequest("A generate request needs a 'prompt' (text) or 'messages' (a chat).")
+
+
+def run_generation(
+    backend: GenerationBackend,
+    request: dict[str, Any],
+    cancel: threading.Event,
+    emit: Callable[[dict[str, Any]], None],
+    received_at: float | None = None,
+) -> dict[str, Any]:
+    """Stream one reply as ``token`` events through ``emit``; return the ``done`` event's fields."""
+    started = received_at or time.perf_counter()
+    params = SamplingParams.from_dict(request.get("params"))
+    backend.check_params(params)
+    n_alt = int(request.get("alternatives") or 0)
+    if not 0 <= n_alt <= MAX_ALTERNATIVES:
+        raise InvalidRequest(f"alternatives must be between 0 and {MAX_ALTERNATIVES}, not {n_alt}.")
+    tokens, _ = build_prompt_tokens(backend, request)
+    room = backend.n_ctx - len(tokens)
+    if room < 1:
+        raise ContextOverflow(
+            f"The prompt is {len(tokens)} tokens but the model's context holds {backend.n_ctx}.",
+            "Shorten the prompt or conversation, or load the model with a larger context size.",
+        )
+    limit = min(params.max_tokens, room)
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    stopper = StopSequenceFilter(params.stop)
+    produced = 0
+    first_at: float | None = None
+    last_at = started
+    finish = "length"
+    pieces: list[str] = []
+
+    def send(batch: list[tuple[TokenStep, str]]) -> None:
+        nonlocal first_at, last_at
+        for step, text in batch:
+            now = time.perf_counter()
+            first_at = first_at or now
+            last_at = now
+            pieces.append(text)
+            emit({
+                "event": "token",
+                "token_id": step.token_id,
+                "text": text,
+                "logprob": step.logprob,
+                "alternatives": [
+                    {"token_id": tid, "text": backend.token_piece(tid).decode("utf-8", errors="replace"),
+                     "logprob": lp}
+                    for tid, lp in step.alternatives
+                ],
+            })
+
+    steps = backend.stream(tokens, params, n_alt, cancel)
+    try:
+        if cancel.is_set():
+            raise Cancelled
+        for step in steps:
+            produced += 1
+            send(stopper.push(step, decoder.decode(step.piece)))
+            if stopper.matched is not None:
+                finish = "stop"
+                break
+            if cancel.is_set():
+                finish = "cancelled"
+                break
+            if produced >= limit:
+                break
+        else:
+            finish = "stop"  # end-of-generation token
+    except Cancelled:
+        finish = "cancelled"
+    finally:
+        steps.close()
+    if finish != "stop" or stopper.matched is None:
+        tail = decoder.decode(b"", final=True)
+        held = stopper.flush()
+        if tail and held:
+            held[-1] = (held[-1][0], held[-1][1] + tail)
+        send(held)
+
+    end = time.perf_counter()
+    decode_time = (last_at - first_at) if first_at else 0.0
+    return {
+        "finish_reason": finish,
+        "stop_sequence": stopper.matched,
+        "context_full": finish == "length" and limit < params.max_tokens,
+        "text": "".join(pieces),
+        "usage": {"prompt_tokens": len(tokens), "completion_tokens": produced},
+        "ttft_ms": round(((first_at or end) - started) * 1000, 2),
+        "tokens_per_second": round((produced - 1) / decode_time, 2) if produced > 1 and decode_time > 0 else None,
+        "total_ms": round((end - started) * 1000, 2),
+        "seed": params.seed,
+    }
