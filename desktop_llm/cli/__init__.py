@@ -1,0 +1,66 @@
+"""``desktop-llm``: the terminal front end (chat, generate, models, doctor)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from desktop_llm import __version__
+from desktop_llm.cli.args import add_model_args, add_sampling_args
+from desktop_llm.core.errors import DesktopLLMError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="desktop-llm", description="Run language models on your own machine.")
+    parser.add_argument("--version", action="version", version=f"desktop-llm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = sub.add_parser("chat", help="interactive chat in the terminal (default)")
+    chat.add_argument("--system", help="system prompt")
+    add_model_args(chat)
+    add_sampling_args(chat)
+
+    gen = sub.add_parser("generate", help="one prompt in, text (or JSON-lines events) out")
+    gen.add_argument("prompt", help="the prompt ('-' reads standard input)")
+    gen.add_argument("--chat", action="store_true", help="send the prompt as a chat message (uses the chat template)")
+    gen.add_argument("--system", help="system prompt (with --chat)")
+    gen.add_argument("--json", action="store_true", help="print every engine event as a JSON line")
+    gen.add_argument("--alternatives", type=int, default=0, metavar="K",
+                     help="with each token, the K most likely tokens and their log-probabilities (0-20)")
+    add_model_args(gen)
+    add_sampling_args(gen)
+
+    models = sub.add_parser("models", help="list local models")
+    models.add_argument("--json", action="store_true")
+    models.add_argument("--import", dest="import_path", metavar="PATH", help="add a GGUF file or model folder")
+
+    doctor = sub.add_parser("doctor", help="versions, backends, devices and data folders")
+    doctor.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv or ["chat"])
+    try:
+        if args.command == "chat":
+            from desktop_llm.cli.chat import run
+        elif args.command == "generate":
+            from desktop_llm.cli.commands import run_generate as run
+        elif args.command == "models":
+            from desktop_llm.cli.commands import run_models as run
+        else:
+            from desktop_llm.cli.commands import run_doctor as run
+        return run(args)
+    except DesktopLLMError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(exc.hint, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

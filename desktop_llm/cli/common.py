@@ -1,0 +1,41 @@
+"""What the commands share: an engine client with its log, model loading with progress."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from desktop_llm.core.models import ModelRef, resolve_model
+from desktop_llm.core.paths import logs_dir
+from desktop_llm.engine.client import EngineClient
+
+
+def make_client() -> EngineClient:
+    return EngineClient(log_path=logs_dir() / "engine.log")
+
+
+def load_model(client: EngineClient, spec: str | None, backend: str, options: dict[str, Any],
+               quiet: bool = False) -> tuple[ModelRef, dict[str, Any]]:
+    ref = resolve_model(spec)
+    if not quiet:
+        print(f"Loading {ref.name} …", file=sys.stderr, flush=True)
+    info = client.load(ref, backend=backend, options=options)
+    if not quiet:
+        print(f"Ready: {info['backend']} on {info['device']}, context {info['n_ctx']} tokens, "
+              f"loaded in {info['load_seconds']:.1f} s.", file=sys.stderr, flush=True)
+    return ref, info
+
+
+def stats_line(done: dict[str, Any]) -> str:
+    usage = done.get("usage") or {}
+    parts = [f"{usage.get('completion_tokens', 0)} tokens"]
+    if done.get("tokens_per_second"):
+        parts.append(f"{done['tokens_per_second']:.1f} tok/s")
+    if done.get("ttft_ms") is not None:
+        parts.append(f"first token {done['ttft_ms']:.0f} ms")
+    reason = {"length": "hit the token limit", "cancelled": "stopped", "stop": None}.get(done.get("finish_reason"))
+    if done.get("context_full"):
+        reason = "context full"
+    if reason:
+        parts.append(reason)
+    return "[" + ", ".join(parts) + "]"
