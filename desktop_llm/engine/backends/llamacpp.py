@@ -6,6 +6,7 @@ is not thread safe and segfaults if used after ``close()``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -26,6 +27,33 @@ from desktop_llm.engine.generation import Cancelled, TokenStep
 
 DEFAULT_CTX = 4096
 RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
+
+
+class _UnusedChatFormatter:
+    """Stands in for llama-cpp-python's template compiler while a model loads (see below)."""
+
+    def __init__(self, **_kwargs: object) -> None:
+        pass
+
+    def to_chat_handler(self) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _without_llama_cpp_chat_handlers() -> Iterator[None]:
+    """``Llama()`` compiles every chat template in the GGUF at load; a broken one fails the whole load.
+
+    The app renders templates itself (core.chat_template, sandboxed, shared with the torch
+    backend), so llama-cpp-python's handlers are never used: skip compiling them, so that a
+    model with a bad template still loads and reports the template problem only for chat.
+    """
+    module = llama_cpp.llama.llama_chat_format
+    original = module.Jinja2ChatFormatter
+    module.Jinja2ChatFormatter = _UnusedChatFormatter
+    try:
+        yield
+    finally:
+        module.Jinja2ChatFormatter = original
 
 
 class LlamaCppBackend:
@@ -58,18 +86,19 @@ class LlamaCppBackend:
         n_gpu_layers = opts.get("n_gpu_layers", -1 if gpu else 0)
         progress("loading weights", 0.0)
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=ref.path,
-                n_ctx=n_ctx,
-                n_gpu_layers=n_gpu_layers,
-                n_threads=opts.get("n_threads") or max(1, (os.cpu_count() or 1)),
-                n_batch=opts.get("n_batch", 512),
-                flash_attn=opts.get("flash_attn", False),
-                use_mmap=opts.get("use_mmap", True),
-                use_mlock=opts.get("use_mlock", False),
-                seed=RANDOM_SEED,
-                verbose=False,
-            )
+            with _without_llama_cpp_chat_handlers():
+                self.llm = llama_cpp.Llama(
+                    model_path=ref.path,
+                    n_ctx=n_ctx,
+                    n_gpu_layers=n_gpu_layers,
+                    n_threads=opts.get("n_threads") or max(1, (os.cpu_count() or 1)),
+                    n_batch=opts.get("n_batch", 512),
+                    flash_attn=opts.get("flash_attn", False),
+                    use_mmap=opts.get("use_mmap", True),
+                    use_mlock=opts.get("use_mlock", False),
+                    seed=RANDOM_SEED,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(
                 f"llama.cpp could not load {ref.name}: {exc}.",
@@ -162,7 +191,8 @@ class LlamaCppBackend:
             if params.json_schema:
                 return llama_cpp.LlamaGrammar.from_json_schema(json.dumps(params.json_schema), verbose=False)
             return llama_cpp.LlamaGrammar.from_string(params.grammar, verbose=False)
-        except (ValueError, RuntimeError, TypeError, KeyError) as exc:
+        # The schema converter reports unknown schemas with assert, hence AssertionError.
+        except (ValueError, RuntimeError, TypeError, KeyError, AssertionError) as exc:
             what = "JSON schema" if params.json_schema else "GBNF grammar"
             raise InvalidRequest(f"The {what} could not be used: {exc}.", f"Check the {what}'s syntax.") from exc
 

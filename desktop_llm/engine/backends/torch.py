@@ -425,6 +425,8 @@ class TorchBackend:
 
     def _eval_prompt(self, tokens: list[int], cancel: threading.Event) -> torch.Tensor:
         """Fill the KV cache with the prompt (reusing the prefix shared with the last request)."""
+        if not tokens:
+            raise InvalidRequest("The prompt is empty.", "Type something for the model to continue.")
         keep = 0
         for a, b in zip(self._cache_tokens, tokens, strict=False):
             if a != b:
