@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+
 def pytest_configure(config: pytest.Config) -> None:
     # Set before anything reads them; engine processes started by tests inherit them.
     base = Path(tempfile.mkdtemp(prefix="desktop_llm_tests_"))

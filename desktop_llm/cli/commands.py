@@ -68,7 +68,7 @@ def run_models(args: argparse.Namespace) -> int:
                      str(m.context_length or "?"), m.source))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for m in models:
         if m.error:
             print(f"warning: {m.id}: {m.error}", file=sys.stderr)

@@ -104,7 +104,8 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
                 meta[key] = reader.value(vtype)
             return meta
     except OSError as exc:
-        raise ModelLoadError(f"Cannot read {path}: {exc.strerror or exc}.", "Check the file exists and is readable.") from exc
+        raise ModelLoadError(f"Cannot read {path}: {exc.strerror or exc}.",
+                             "Check the file exists and is readable.") from exc
 
 
 def describe_gguf(meta: dict[str, Any]) -> dict[str, Any]:

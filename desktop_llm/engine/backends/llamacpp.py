@@ -155,7 +155,8 @@ class LlamaCppBackend:
         # llama.cpp honours every SamplingParams field; only the values need checking here.
         bad = [t for t in params.logit_bias if not 0 <= t < self._n_vocab]
         if bad:
-            raise InvalidRequest(f"logit_bias names token id {bad[0]}, but this model's ids run 0 to {self._n_vocab - 1}.")
+            raise InvalidRequest(
+                f"logit_bias names token id {bad[0]}, but this model's ids run 0 to {self._n_vocab - 1}.")
 
     def _sampler(self, params: SamplingParams) -> LlamaSampler:
         seed = RANDOM_SEED if params.seed is None else params.seed
@@ -206,7 +207,7 @@ class LlamaCppBackend:
         # at least the last prompt token so its logits are fresh.
         cached = llm.input_ids[: llm.n_tokens]
         keep = 0
-        for a, b in zip(cached, tokens):
+        for a, b in zip(cached, tokens, strict=False):
             if a != b:
                 break
             keep += 1

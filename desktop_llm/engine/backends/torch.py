@@ -146,6 +146,8 @@ class TorchBackend:
                 raise InvalidRequest(f"Load option 'n_threads' must be at least 1, not {n_threads}.")
             torch.set_num_threads(n_threads)
         trust = bool(opts.get("trust_remote_code", False))
+        if opts.get("n_ctx") is not None and opts["n_ctx"] < 16:
+            raise InvalidRequest(f"Context size {opts['n_ctx']} is too small; use at least 16 tokens.")
 
         if ref.format == "gguf":
             if trust:
@@ -181,10 +183,7 @@ class TorchBackend:
         self._cache_kw, self._keep_kw = _forward_kwargs(model)
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         train_ctx = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        n_ctx = opts.get("n_ctx") or min(train_ctx or DEFAULT_CTX, DEFAULT_CTX)
-        if n_ctx < 16:
-            raise InvalidRequest(f"Context size {n_ctx} is too small; use at least 16 tokens.")
-        self.n_ctx = n_ctx
+        self.n_ctx = opts.get("n_ctx") or min(train_ctx or DEFAULT_CTX, DEFAULT_CTX)
         out_emb = model.get_output_embeddings()
         self._n_vocab = int(getattr(out_emb, "out_features", 0) or config.vocab_size)
         self._eog = self._end_of_generation_ids()
