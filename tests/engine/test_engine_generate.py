@@ -156,3 +156,12 @@ def test_info_reports_the_loaded_model(engine, bundled_ref):
     info = engine.info()
     assert info["model"]["id"] == bundled_ref.id
     assert info["load"]["backend"] == "llamacpp" and info["load"]["n_ctx"] == 4096
+
+
+def test_long_tokens_are_not_lost(engine):
+    """Some tokens are over 32 bytes (64 dashes, a newline and 32 spaces); their text must survive."""
+    text = "x" + "-" * 64 + "y\n" + " " * 32 + "z"
+    result = engine.tokenize(text)
+    assert len(result["tokens"]) < 10  # the long runs really are single tokens
+    assert "".join(result["pieces"]) == text
+    assert engine.detokenize(result["tokens"]) == text

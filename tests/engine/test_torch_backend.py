@@ -360,6 +360,8 @@ def test_load_options_dtype_context_and_device(tiny_llama):
         assert done["usage"]["completion_tokens"] == 3
     finally:
         backend.unload()
+    with pytest.raises(InvalidRequest, match="too small"):
+        TorchBackend().load(ref, {"n_ctx": 8}, lambda *a: None)
     with pytest.raises(InvalidRequest, match="cuda:99"):
         TorchBackend().load(ref, {"device": "cuda:99"}, lambda *a: None)
     with pytest.raises(InvalidRequest, match="float8"):

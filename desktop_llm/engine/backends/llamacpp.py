@@ -29,6 +29,17 @@ DEFAULT_CTX = 4096
 RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
 
 
+def _token_to_piece(vocab: object, token_id: int) -> bytes:
+    """A token's bytes, special tokens included, however long (llama-cpp-python's own buffer is 32 bytes)."""
+    size = 64
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_token_to_piece(vocab, token_id, buf, size, 0, True)
+        if n >= 0:
+            return buf.raw[:n]
+        size = -n
+
+
 class _UnusedChatFormatter:
     """Stands in for llama-cpp-python's template compiler while a model loads (see below)."""
 
@@ -133,12 +144,12 @@ class LlamaCppBackend:
     def token_piece(self, token_id: int) -> bytes:
         piece = self._pieces.get(token_id)
         if piece is None:
-            piece = self.llm.detokenize([token_id], special=True)
-            self._pieces[token_id] = piece
+            piece = self._pieces[token_id] = _token_to_piece(self._vocab, token_id)
         return piece
 
     def detokenize(self, ids: list[int]) -> str:
-        return self.llm.detokenize(ids, special=True).decode("utf-8", errors="replace")
+        # Joined from pieces: llama-cpp-python's detokenize drops tokens longer than 32 bytes.
+        return b"".join(self.token_piece(t) for t in ids).decode("utf-8", errors="replace")
 
     def chat_template(self) -> str | None:
         return self._meta.get("tokenizer.chat_template") or None
