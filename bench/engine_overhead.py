@@ -1,0 +1,106 @@
+"""Engine overhead: the engine process against raw in-process llama-cpp-python.
+
+Same model (bundled SmolLM2 Q4_1), prompt, seed, sampling and 256 generated tokens; runs
+alternate raw / engine / engine with top-5 alternatives, and medians are compared.
+Targets (issue 2): engine >= 0.97 of raw tokens/s; <= 20 ms added to time to first token;
+alternatives on at most 10 % slower than off.
+
+    .venv/bin/python bench/engine_overhead.py [--runs 7] [--tokens 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import llama_cpp
+
+from desktop_llm.core.models import resolve_model
+from desktop_llm.engine.client import EngineClient
+
+PROMPT = "[{i}] Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
+SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.1}
+
+
+def raw_run(llm: llama_cpp.Llama, prompt: str, n: int, seed: int) -> tuple[float, float]:
+    """(ttft seconds, decode tokens/s) for a plain llama-cpp-python generate loop."""
+    llm.set_seed(seed)
+    tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+    start = time.perf_counter()
+    first = last = 0.0
+    count = 0
+    for tok in llm.generate(tokens, top_k=40, top_p=0.95, min_p=0.05, temp=0.8, repeat_penalty=1.1):
+        llm.detokenize([tok])
+        now = time.perf_counter()
+        if count == 0:
+            first = now
+        last = now
+        count += 1
+        if count >= n:
+            break
+    return first - start, (count - 1) / (last - first)
+
+
+def engine_run(client: EngineClient, prompt: str, n: int, seed: int, alternatives: int) -> tuple[float, float]:
+    # End-of-generation tokens are banned so that every run makes exactly n tokens, as the raw loop does.
+    params = {**SAMPLING, "seed": seed, "max_tokens": n, "logit_bias": {"0": -100, "2": -100}}
+    start = time.perf_counter()
+    first = last = 0.0
+    count = 0
+    for _event in client.generate(prompt=prompt, params=params, alternatives=alternatives):
+        now = time.perf_counter()
+        if count == 0:
+            first = now
+        last = now
+        count += 1
+    assert count == n, f"engine made {count} tokens, not {n}"
+    return first - start, (count - 1) / (last - first)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--tokens", type=int, default=256)
+    args = parser.parse_args()
+
+    ref = resolve_model(None)
+    threads = os.cpu_count() or 1
+    llm = llama_cpp.Llama(ref.path, n_ctx=4096, n_threads=threads, verbose=False)
+    client = EngineClient()
+    client.load(ref, options={"n_ctx": 4096, "n_threads": threads})
+    # Warm both once (page cache, first-call costs).
+    raw_run(llm, PROMPT.format(i="warm"), 16, 1)
+    engine_run(client, PROMPT.format(i="warm"), 16, 1, 0)
+
+    raw, eng, alt = [], [], []
+    for i in range(args.runs):
+        prompt, seed = PROMPT.format(i=i), 1000 + i
+        raw.append(raw_run(llm, prompt, args.tokens, seed))
+        eng.append(engine_run(client, prompt, args.tokens, seed, 0))
+        alt.append(engine_run(client, PROMPT.format(i=f"a{i}"), args.tokens, seed, 5))
+        print(f"run {i + 1}: raw {raw[-1][1]:.1f} tok/s, ttft {raw[-1][0] * 1000:.1f} ms | "
+              f"engine {eng[-1][1]:.1f} tok/s, ttft {eng[-1][0] * 1000:.1f} ms | "
+              f"engine+top5 {alt[-1][1]:.1f} tok/s", flush=True)
+    client.shutdown()
+
+    ratio = statistics.median(e[1] / r[1] for e, r in zip(eng, raw, strict=True))
+    ttft_added = statistics.median((e[0] - r[0]) * 1000 for e, r in zip(eng, raw, strict=True))
+    alt_ratio = statistics.median(a[1] for a in alt) / statistics.median(e[1] for e in eng)
+    print()
+    print(f"model: {ref.name}, {threads} threads, {args.tokens} tokens, {args.runs} alternating runs")
+    print(f"median raw tokens/s:            {statistics.median(r[1] for r in raw):.1f}")
+    print(f"median engine tokens/s:         {statistics.median(e[1] for e in eng):.1f}")
+    print(f"median engine/raw throughput:   {ratio:.3f}   (target >= 0.97)")
+    print(f"median raw ttft:                {statistics.median(r[0] for r in raw) * 1000:.1f} ms")
+    print(f"median engine ttft:             {statistics.median(e[0] for e in eng) * 1000:.1f} ms")
+    print(f"median ttft added by engine:    {ttft_added:.1f} ms   (target <= 20 ms)")
+    print(f"median engine+top5 tokens/s:    {statistics.median(a[1] for a in alt):.1f}")
+    print(f"top-5 on / off throughput:      {alt_ratio:.3f}   (target >= 0.90)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
