@@ -40,14 +40,34 @@ def test_sigkill_mid_reply_reports_error_promptly_and_next_request_works(own_eng
     assert own_engine.restarts == 1
 
 
-def test_native_abort_in_engine_is_reported(own_engine):
-    """SIGABRT is what a failed GGML_ASSERT raises in native code."""
+@pytest.mark.parametrize("sig", [signal.SIGABRT, signal.SIGSEGV])
+def test_native_crash_in_engine_is_reported(own_engine, sig):
+    """SIGABRT is what a failed GGML_ASSERT raises in native code; SIGSEGV a bad pointer."""
     stream = own_engine.generate(messages=STORY, params={"max_tokens": 300})
     next(iter(stream))
-    os.kill(own_engine.pid, signal.SIGABRT)
-    with pytest.raises(EngineCrashed, match="SIGABRT"):
+    os.kill(own_engine.pid, sig)
+    with pytest.raises(EngineCrashed, match=sig.name):
         stream.result
     assert own_engine.tokenize("hello")["tokens"]
+
+
+def test_hung_engine_is_restarted_when_cancel_is_ignored(bundled_ref):
+    """Last resort: an engine that does not stop after a cancel is killed; the reply counts as stopped."""
+    from desktop_llm.engine.client import EngineClient
+
+    with EngineClient(cancel_grace=1.0) as client:
+        client.load(bundled_ref)
+        stream = client.generate(messages=STORY, params={"max_tokens": 300})
+        next(iter(stream))
+        hung_pid = client.pid
+        os.kill(hung_pid, signal.SIGSTOP)  # frozen: it can no longer see the cancel
+        asked = time.perf_counter()
+        stream.cancel()
+        done = stream.result
+        assert done["finish_reason"] == "cancelled" and done["killed"] is True
+        assert 0.9 < time.perf_counter() - asked < 5
+        assert client.generate(prompt="Hi", params={"max_tokens": 2}).result["usage"]["completion_tokens"] == 2
+        assert client.pid != hung_pid
 
 
 def test_pending_requests_all_end_when_engine_dies(own_engine):

@@ -68,6 +68,14 @@ def test_gbnf_grammar_constrains_reply(engine):
     assert done["text"] in ("yes.", "no.")
 
 
+@pytest.mark.parametrize("mode", [1, 2])
+def test_mirostat_samples_reproducibly(engine, mode):
+    params = {"mirostat_mode": mode, "mirostat_tau": 3.0, "seed": 11, "max_tokens": 20}
+    first = engine.generate(messages=CHAT, params=params).result
+    assert first["usage"]["completion_tokens"] > 0 and first["text"].strip()
+    assert engine.generate(messages=CHAT, params=params).result["text"] == first["text"]
+
+
 def test_logit_bias_bans_a_token(engine):
     prompt = "The capital of France is"
     plain = next(iter(engine.generate(prompt=prompt, params={"temperature": 0, "max_tokens": 1})))
