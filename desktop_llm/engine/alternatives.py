@@ -14,6 +14,13 @@ import numpy as np
 _WINDOW_NATS = 12.0
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Natural-log probabilities of a whole logits vector, in float64."""
+    x = logits.astype(np.float64, copy=False)
+    m = np.max(x)
+    return x - (m + np.log(np.sum(np.exp(x - m))))
+
+
 def top_k_ids(logits: np.ndarray, k: int, max_logit: float | None = None) -> np.ndarray:
     """Ids of the ``k`` largest logits, largest first (ties in id order)."""
     m = float(np.max(logits)) if max_logit is None else max_logit
@@ -21,10 +28,11 @@ def top_k_ids(logits: np.ndarray, k: int, max_logit: float | None = None) -> np.
     pool = window if window.shape[0] >= k else np.arange(logits.shape[0])
     values = logits[pool]
     if pool.shape[0] > k:
-        part = np.argpartition(-values, k - 1)[:k]
-        pool, values = pool[part], values[part]
+        kth = values[np.argpartition(-values, k - 1)[k - 1]]
+        keep = values >= kth  # everything tied with the k-th value too, so ties resolve by id
+        pool, values = pool[keep], values[keep]
     order = np.lexsort((pool, -values))
-    return pool[order]
+    return pool[order][:k]
 
 
 def logprob_and_top_k(logits: np.ndarray, chosen: int, k: int) -> tuple[float, list[tuple[int, float]]]:

@@ -1,0 +1,1 @@
+"""The desktop window (PySide6). The only layer that imports Qt."""

@@ -1,0 +1,202 @@
+"""The main window: a streamed chat with the loaded model.
+
+Tokens are appended at the end of the transcript as they arrive (never a re-render of the whole
+reply), so a long reply streams as smoothly as a short one.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPlainTextEdit,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_llm.core.sampling import SamplingParams
+from desktop_llm.gui.engine_bridge import QtEngine
+
+
+class MessageInput(QPlainTextEdit):
+    """Enter sends, Shift+Enter starts a new line."""
+
+    def __init__(self, on_send: Any) -> None:
+        super().__init__()
+        self._on_send = on_send
+        self.setPlaceholderText("Message the model (Enter sends, Shift+Enter for a new line)")
+        self.setFixedHeight(72)
+
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+                event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            self._on_send()
+            return
+        super().keyPressEvent(event)
+
+
+class ChatWindow(QMainWindow):
+    def __init__(self, engine: QtEngine, params: SamplingParams | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.params = params or SamplingParams()
+        self.history: list[dict[str, str]] = []
+        self._reply: list[str] = []
+        self._model_name = ""
+        self.setWindowTitle("desktop_llm")
+        self.resize(900, 680)
+
+        self.model_label = QLabel("Starting the engine…")
+        self.model_label.setObjectName("modelLabel")
+        self.new_button = QPushButton("New chat")
+        self.system_edit = QLineEdit()
+        self.system_edit.setPlaceholderText("System prompt (optional): how the assistant should behave")
+        self.transcript = QTextBrowser()
+        self.transcript.setOpenExternalLinks(True)
+        self.input = MessageInput(self.send)
+        self.send_button = QPushButton("Send")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.send_button.setEnabled(False)
+
+        top = QHBoxLayout()
+        top.addWidget(self.model_label, 1)
+        top.addWidget(self.new_button)
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.send_button)
+        buttons.addWidget(self.stop_button)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.input, 1)
+        bottom.addLayout(buttons)
+        layout = QVBoxLayout()
+        layout.addLayout(top)
+        layout.addWidget(self.system_edit)
+        layout.addWidget(self.transcript, 1)
+        layout.addLayout(bottom)
+        central = QWidget()
+        central.setLayout(layout)
+        self.setCentralWidget(central)
+        self.engine_state = QLabel("engine: starting")
+        self.reply_stats = QLabel("")
+        self.statusBar().addWidget(self.engine_state)
+        self.statusBar().addPermanentWidget(self.reply_stats)
+
+        self.send_button.clicked.connect(self.send)
+        self.stop_button.clicked.connect(self.stop)
+        self.new_button.clicked.connect(self.new_chat)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
+        QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
+
+        engine.state_changed.connect(self._on_state)
+        engine.load_progress.connect(lambda stage, f: self.model_label.setText(f"Loading: {stage} {f:.0%}"))
+        engine.loaded.connect(self._on_loaded)
+        engine.load_failed.connect(self._on_load_failed)
+        engine.token.connect(self._on_token)
+        engine.finished.connect(self._on_finished)
+        engine.failed.connect(self._on_failed)
+
+    # -- engine events ----------------------------------------------------------------------------
+    def _on_state(self, state: str) -> None:
+        self.engine_state.setText(f"engine: {state}")
+
+    def _on_loaded(self, info: dict[str, Any]) -> None:
+        self._model_name = info["model"]["name"]
+        self.model_label.setText(f"<b>{html.escape(self._model_name)}</b> · {info['backend']} on {info['device']}"
+                                 f" · context {info['n_ctx']} tokens")
+        self.send_button.setEnabled(True)
+        self.input.setFocus()
+
+    def _on_load_failed(self, message: str) -> None:
+        self.model_label.setText("No model loaded")
+        self._append_note(f"Could not load the model: {message}", error=True)
+
+    def _on_token(self, event: dict[str, Any]) -> None:
+        self._reply.append(event["text"])
+        self._insert_plain(event["text"])
+
+    def _on_finished(self, done: dict[str, Any]) -> None:
+        text = "".join(self._reply)
+        if text:
+            self.history.append({"role": "assistant", "content": text})
+        stats = f"{(done.get('usage') or {}).get('completion_tokens', len(self._reply))} tokens"
+        if done.get("tokens_per_second"):
+            stats += f" · {done['tokens_per_second']:.1f} tok/s"
+        if done.get("ttft_ms") is not None:
+            stats += f" · first token {done['ttft_ms']:.0f} ms"
+        if done.get("finish_reason") == "cancelled":
+            self._append_note("(stopped)")
+        elif done.get("context_full"):
+            self._append_note("(the context is full)")
+        self.reply_stats.setText(stats)
+        self._set_busy(False)
+
+    def _on_failed(self, message: str) -> None:
+        if self.history and self.history[-1]["role"] == "user" and not self._reply:
+            self.history.pop()
+        self._append_note(message, error=True)
+        self._set_busy(False)
+
+    # -- actions ----------------------------------------------------------------------------------
+    def send(self) -> None:
+        text = self.input.toPlainText().strip()
+        if not text or self.engine.busy or not self.send_button.isEnabled():
+            return
+        self.input.clear()
+        self.history.append({"role": "user", "content": text})
+        self._append_message("You", text)
+        self._append_message("Assistant", "")
+        self._reply = []
+        self._set_busy(True)
+        system = self.system_edit.text().strip()
+        messages = ([{"role": "system", "content": system}] if system else []) + self.history
+        self.engine.generate(messages, self.params)
+
+    def stop(self) -> None:
+        if self.engine.busy:
+            self.engine.stop()
+
+    def new_chat(self) -> None:
+        if self.engine.busy:
+            return
+        self.history = []
+        self.transcript.clear()
+        self.reply_stats.setText("")
+
+    # -- transcript -------------------------------------------------------------------------------
+    def _set_busy(self, busy: bool) -> None:
+        self.send_button.setEnabled(not busy and bool(self._model_name))
+        self.stop_button.setEnabled(busy)
+        self.new_button.setEnabled(not busy)
+
+    def _append_message(self, who: str, text: str) -> None:
+        color = "#2563eb" if who == "You" else "#059669"
+        self.transcript.append(f'<p style="margin-top:10px"><b style="color:{color}">{who}</b></p>')
+        self.transcript.append("")
+        self._insert_plain(text)
+
+    def _append_note(self, text: str, error: bool = False) -> None:
+        color = "#dc2626" if error else "#6b7280"
+        self.transcript.append(f'<p><i style="color:{color}">{html.escape(text)}</i></p>')
+
+    def _insert_plain(self, text: str) -> None:
+        cursor = self.transcript.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(text)
+        self.transcript.setTextCursor(cursor)
+        self.transcript.ensureCursorVisible()
+
+    def transcript_text(self) -> str:
+        return self.transcript.toPlainText()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        self.engine.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from desktop_llm.engine.alternatives import log_softmax, logprob_and_top_k, top_k_ids
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 5.0, 40.0])  # flat (window falls back) to very peaked
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_windowed_top_k_is_exact(scale, k):
+    rng = np.random.default_rng(int(scale * 100) + k)
+    logits = (rng.standard_normal(49152) * scale).astype(np.float32)
+    logits[rng.integers(0, 49152, 50)] = logits.max()  # ties at the top
+    expected = np.lexsort((np.arange(logits.shape[0]), -logits))[:k]
+    assert top_k_ids(logits, k).tolist() == expected.tolist()
+    chosen = int(expected[0])
+    lp, alts = logprob_and_top_k(logits, chosen, k)
+    full = log_softmax(logits)
+    assert lp == pytest.approx(full[chosen], abs=1e-5)
+    assert [i for i, _ in alts] == expected.tolist()
+    assert [v for _, v in alts] == pytest.approx(full[expected].tolist(), abs=1e-5)
