@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from desktop_llm.core.errors import DesktopLLMError
@@ -13,6 +15,9 @@ from desktop_llm.core.paths import logs_dir
 from desktop_llm.engine.client import EngineClient
 from desktop_llm.gui.chat_window import ChatWindow
 from desktop_llm.gui.engine_bridge import QtEngine
+
+# resources/ beside the package in a source checkout (the README's install is editable).
+ICON = Path(__file__).resolve().parents[2] / "resources" / "icons" / "desktop_llm.svg"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("desktop_llm")
+    if ICON.is_file():
+        app.setWindowIcon(QIcon(str(ICON)))
     engine = QtEngine(EngineClient(log_path=logs_dir() / "engine.log"))
     window = ChatWindow(engine)
     window.show()
