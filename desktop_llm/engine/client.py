@@ -42,7 +42,7 @@ class Request:
         self.id = rid
         self.op = op
         self.fields = fields or {}
-        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()  # C queue: cheap per token
         self._on_event = on_event
         self.final: dict[str, Any] | None = None
         self.finished = threading.Event()

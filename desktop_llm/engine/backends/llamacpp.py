@@ -243,6 +243,7 @@ class LlamaCppBackend:
                cancel: threading.Event) -> Iterator[TokenStep]:
         llm = self.llm
         sampler = self._sampler(params)
+        work = np.empty(self._n_vocab, dtype=np.float32)
         try:
             self._eval_prompt(tokens, cancel)
             while True:
@@ -251,7 +252,7 @@ class LlamaCppBackend:
                 token = sampler.sample(llm._ctx, -1)
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     return
-                logprob, alts = logprob_and_top_k(logits, token, n_alternatives)
+                logprob, alts = logprob_and_top_k(logits, token, n_alternatives, work)
                 yield TokenStep(token, self.token_piece(token), logprob, alts)
                 if llm.n_tokens >= self.n_ctx:
                     return
