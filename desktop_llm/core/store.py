@@ -20,6 +20,7 @@ from typing import Any
 
 from desktop_llm.core.conversation import MESSAGE_STATUSES, Conversation, Message
 from desktop_llm.core.errors import DesktopLLMError, InvalidRequest
+from desktop_llm.core.export import parse_json, to_json, to_markdown
 
 
 class StoreError(DesktopLLMError):
@@ -302,6 +303,38 @@ class ChatStore:
             parent = self.add_message(conv.id, m.role, m.content, parent.id if parent else None, m.status,
                                       m.meta)
         return self.get_conversation(conv.id)
+
+    def all_messages(self, conversation_id: str) -> list[Message]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM messages WHERE conversation_id = ? ORDER BY created_at, rowid",
+                                    (conversation_id,)).fetchall()
+        return [self._message(r) for r in rows]
+
+    def export_json(self, conversation_id: str) -> str:
+        return to_json(self.get_conversation(conversation_id), self.all_messages(conversation_id))
+
+    def export_markdown(self, conversation_id: str) -> str:
+        return to_markdown(self.get_conversation(conversation_id), self.current_path(conversation_id))
+
+    def import_json(self, text: str) -> Conversation:
+        """A new conversation from an export (new ids, same tree and shown branch), in one transaction."""
+        fields, messages = parse_json(text)
+        now = time.time()
+        conv_id = _new_id()
+        new_ids = {m["id"]: _new_id() for m in messages}
+        with self._transaction() as db:
+            db.execute("INSERT INTO conversations (id, title, created_at, updated_at, pinned, system_prompt,"
+                       " model_id, params_json, current_leaf_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (conv_id, str(fields.get("title") or "Imported chat"), fields.get("created_at", now),
+                        fields.get("updated_at", now), int(bool(fields.get("pinned"))), fields.get("system_prompt"),
+                        fields.get("model_id"), json.dumps(fields.get("params") or {}),
+                        new_ids.get(fields.get("current_leaf_id"))))
+            db.executemany("INSERT INTO messages (id, conversation_id, parent_id, role, content, created_at,"
+                           " status, meta_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(new_ids[m["id"]], conv_id, new_ids.get(m.get("parent_id")), m["role"], m["content"],
+                             m.get("created_at", now), m.get("status", "complete"), json.dumps(m.get("meta") or {}))
+                            for m in messages])
+        return self.get_conversation(conv_id)
 
     # -- search -----------------------------------------------------------------------------------
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:

@@ -164,3 +164,41 @@ def test_killed_while_a_reply_streams_leaves_a_sound_database(tmp_path):
     # Everything reported as committed is there (the writer may have committed one more after reporting).
     assert len(content) >= committed and content.startswith("word word")
     assert s.get_message(message_id).status == "streaming"  # the app can tell the reply was cut off
+
+
+def test_export_then_import_gives_the_same_conversation(store):
+    conv = store.create_conversation("Poems", system_prompt="Rhyme.", model_id="bundled:x", params={"top_k": 5})
+    q = store.add_message(conv.id, "user", "A poem about «snow» ❄", None)
+    store.add_message(conv.id, "assistant", "White and bright.", q.id, meta={"tokens_per_second": 50.0})
+    a2 = store.add_message(conv.id, "assistant", "Cold and quiet.", q.id, status="stopped")
+    exported = store.export_json(conv.id)
+    copy = store.import_json(exported)
+    assert copy.id != conv.id
+    assert (copy.title, copy.system_prompt, copy.model_id) == ("Poems", "Rhyme.", "bundled:x")
+    assert copy.params == {"top_k": 5}
+    shown = store.current_path(copy.id)
+    assert [(m.role, m.content, m.status) for m in shown] == [(m.role, m.content, m.status)
+                                                             for m in store.current_path(conv.id)]
+    assert shown[-1].content == "Cold and quiet." and a2.id not in {m.id for m in shown}
+    assert [m.content for m in store.siblings(shown[-1].id)] == ["White and bright.", "Cold and quiet."]
+    assert store.siblings(shown[-1].id)[0].meta == {"tokens_per_second": 50.0}
+    md = store.export_markdown(conv.id)
+    assert md.startswith("# Poems") and "Rhyme." in md and "### You" in md and "Cold and quiet." in md
+    assert "White and bright." not in md  # Markdown holds the branch shown
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("not json", "not valid JSON"),
+    ('{"format": "other"}', "not a desktop_llm conversation"),
+    ('{"format": "desktop_llm.conversation", "version": 99}', "newer than this app"),
+    ('{"format": "desktop_llm.conversation", "version": 1, "conversation": {}, "messages": [{"id": "a"}]}',
+     "Message 1"),
+    ('{"format": "desktop_llm.conversation", "version": 1, "conversation": {}, "messages": '
+     '[{"id": "a", "role": "user", "content": "x", "parent_id": "ghost"}]}', "parents that are not in it"),
+])
+def test_bad_imports_say_what_is_wrong_and_change_nothing(store, text, words):
+    from desktop_llm.core.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match=words):
+        store.import_json(text)
+    assert store.list_conversations() == []
