@@ -338,7 +338,11 @@ class ChatStore:
 
     # -- search -----------------------------------------------------------------------------------
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Full-text search over every message; each word must match (prefix match on the last)."""
+        """Full-text search over every message, newest first; each word must match (the last as a prefix).
+
+        Newest first is what a chat history wants, and FTS5 streams matches in that order without
+        scoring every hit, so a common word over 100,000 messages still answers at once.
+        """
         words = [w.replace('"', '""') for w in text.split()]
         if not words:
             return []
@@ -350,7 +354,7 @@ class ChatStore:
                 FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid
                 JOIN conversations c ON c.id = m.conversation_id
                 WHERE messages_fts MATCH ? AND c.deleted_at IS NULL
-                ORDER BY bm25(messages_fts) LIMIT ?""", (query, limit)).fetchall()
+                ORDER BY messages_fts.rowid DESC LIMIT ?""", (query, limit)).fetchall()
         return [SearchHit(r["conversation_id"], r["title"], r["id"], r["role"], r["snip"]) for r in rows]
 
     def integrity_ok(self) -> bool:
