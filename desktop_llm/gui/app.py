@@ -11,8 +11,11 @@ from PySide6.QtWidgets import QApplication
 
 from desktop_llm.core.errors import DesktopLLMError
 from desktop_llm.core.models import resolve_model
-from desktop_llm.core.paths import logs_dir
+from desktop_llm.core.paths import app_home, logs_dir
+from desktop_llm.core.store import ChatStore
 from desktop_llm.engine.client import EngineClient
+from desktop_llm.gui.background import Background
+from desktop_llm.gui.chat_persistence import ChatPersistence
 from desktop_llm.gui.chat_window import ChatWindow
 from desktop_llm.gui.engine_bridge import QtEngine
 
@@ -31,8 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
     engine = QtEngine(EngineClient(log_path=logs_dir() / "engine.log"))
-    window = ChatWindow(engine)
+    store_problem = None
+    try:
+        persistence = ChatPersistence(ChatStore(app_home() / "chats.db"), Background())
+    except DesktopLLMError as exc:  # the chat still works; nothing is saved, and the user is told why
+        persistence, store_problem = None, str(exc)
+    window = ChatWindow(engine, persistence=persistence)
     window.show()
+    if store_problem:
+        window.show_note(f"Chats will not be saved: {store_problem}", error=True)
     try:
         model = resolve_model(args.model)
     except DesktopLLMError as exc:

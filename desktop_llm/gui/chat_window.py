@@ -15,16 +15,23 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QMainWindow,
     QPlainTextEdit,
     QPushButton,
+    QSplitter,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop_llm.core.conversation import Conversation, Message
 from desktop_llm.core.sampling import SamplingParams
+from desktop_llm.gui.chat_persistence import ChatPersistence
 from desktop_llm.gui.engine_bridge import QtEngine
+
+_ROLE_TITLES = {"user": "You", "assistant": "Assistant"}
 
 
 class MessageInput(QPlainTextEdit):
@@ -45,9 +52,12 @@ class MessageInput(QPlainTextEdit):
 
 
 class ChatWindow(QMainWindow):
-    def __init__(self, engine: QtEngine, params: SamplingParams | None = None) -> None:
+    def __init__(self, engine: QtEngine, params: SamplingParams | None = None,
+                 persistence: ChatPersistence | None = None) -> None:
         super().__init__()
         self.engine = engine
+        self.persistence = persistence
+        self._model_id: str | None = None
         self.params = params or SamplingParams()
         self.history: list[dict[str, str]] = []
         self._reply: list[str] = []
@@ -82,9 +92,18 @@ class ChatWindow(QMainWindow):
         layout.addWidget(self.system_edit)
         layout.addWidget(self.transcript, 1)
         layout.addLayout(bottom)
-        central = QWidget()
-        central.setLayout(layout)
-        self.setCentralWidget(central)
+        chat = QWidget()
+        chat.setLayout(layout)
+        self.conversations = QListWidget()
+        self.conversations.setObjectName("conversationList")
+        self.conversations.setTextElideMode(Qt.TextElideMode.ElideRight)  # long titles end in "…"
+        self.conversations.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        splitter = QSplitter()
+        splitter.addWidget(self.conversations)
+        splitter.addWidget(chat)
+        splitter.setSizes([230, 670])
+        self.conversations.setVisible(persistence is not None)
+        self.setCentralWidget(splitter)
         self.engine_state = QLabel("engine: starting")
         self.reply_stats = QLabel("")
         self.statusBar().addWidget(self.engine_state)
@@ -93,6 +112,7 @@ class ChatWindow(QMainWindow):
         self.send_button.clicked.connect(self.send)
         self.stop_button.clicked.connect(self.stop)
         self.new_button.clicked.connect(self.new_chat)
+        self.conversations.itemClicked.connect(self._open_item)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
         QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
 
@@ -103,6 +123,10 @@ class ChatWindow(QMainWindow):
         engine.token.connect(self._on_token)
         engine.finished.connect(self._on_finished)
         engine.failed.connect(self._on_failed)
+        if persistence is not None:
+            persistence.background.on_error = lambda exc: self.show_note(f"Could not save the chat: {exc}",
+                                                                            error=True)
+            self.refresh_conversations()
 
     # -- engine events ----------------------------------------------------------------------------
     def _on_state(self, state: str) -> None:
@@ -110,6 +134,7 @@ class ChatWindow(QMainWindow):
 
     def _on_loaded(self, info: dict[str, Any]) -> None:
         self._model_name = info["model"]["name"]
+        self._model_id = info["model"]["id"]
         self.model_label.setText(f"<b>{html.escape(self._model_name)}</b> · {info['backend']} on {info['device']}"
                                  f" · context {info['n_ctx']} tokens")
         self.send_button.setEnabled(True)
@@ -117,11 +142,13 @@ class ChatWindow(QMainWindow):
 
     def _on_load_failed(self, message: str) -> None:
         self.model_label.setText("No model loaded")
-        self._append_note(f"Could not load the model: {message}", error=True)
+        self.show_note(f"Could not load the model: {message}", error=True)
 
     def _on_token(self, event: dict[str, Any]) -> None:
         self._reply.append(event["text"])
         self._insert_plain(event["text"])
+        if self.persistence is not None:
+            self.persistence.reply_grew(lambda: "".join(self._reply))
 
     def _on_finished(self, done: dict[str, Any]) -> None:
         text = "".join(self._reply)
@@ -133,16 +160,24 @@ class ChatWindow(QMainWindow):
         if done.get("ttft_ms") is not None:
             stats += f" · first token {done['ttft_ms']:.0f} ms"
         if done.get("finish_reason") == "cancelled":
-            self._append_note("(stopped)")
+            self.show_note("(stopped)")
         elif done.get("context_full"):
-            self._append_note("(the context is full)")
+            self.show_note("(the context is full)")
         self.reply_stats.setText(stats)
+        if self.persistence is not None:
+            status = "stopped" if done.get("finish_reason") == "cancelled" else "complete"
+            meta = {k: done.get(k) for k in ("finish_reason", "tokens_per_second", "ttft_ms") if k in done}
+            meta["model_id"] = self._model_id
+            self.persistence.finish_turn(text, status, meta)
+            self.refresh_conversations()
         self._set_busy(False)
 
     def _on_failed(self, message: str) -> None:
         if self.history and self.history[-1]["role"] == "user" and not self._reply:
             self.history.pop()
-        self._append_note(message, error=True)
+        self.show_note(message, error=True)
+        if self.persistence is not None:
+            self.persistence.finish_turn("".join(self._reply), "error", {"error": message})
         self._set_busy(False)
 
     # -- actions ----------------------------------------------------------------------------------
@@ -157,6 +192,9 @@ class ChatWindow(QMainWindow):
         self._reply = []
         self._set_busy(True)
         system = self.system_edit.text().strip()
+        if self.persistence is not None:
+            self.persistence.start_turn(text, system or None, self._model_id,
+                                        on_created=lambda _conv: self.refresh_conversations())
         messages = ([{"role": "system", "content": system}] if system else []) + self.history
         self.engine.generate(messages, self.params)
 
@@ -170,6 +208,46 @@ class ChatWindow(QMainWindow):
         self.history = []
         self.transcript.clear()
         self.reply_stats.setText("")
+        if self.persistence is not None:
+            self.persistence.new_conversation()
+            self.conversations.clearSelection()
+
+    # -- saved conversations ----------------------------------------------------------------------
+    def refresh_conversations(self) -> None:
+        if self.persistence is not None:
+            self.persistence.list_conversations(self._show_conversations)
+
+    def _show_conversations(self, conversations: list[Conversation]) -> None:
+        current = self.persistence.conversation_id if self.persistence else None
+        self.conversations.clear()
+        for conv in conversations:
+            item = QListWidgetItem(("📌 " if conv.pinned else "") + conv.title)
+            item.setData(Qt.ItemDataRole.UserRole, conv.id)
+            item.setToolTip(conv.title)
+            self.conversations.addItem(item)
+            if conv.id == current:
+                item.setSelected(True)
+
+    def _open_item(self, item: QListWidgetItem) -> None:
+        if self.engine.busy or self.persistence is None:
+            return
+        self.persistence.open(item.data(Qt.ItemDataRole.UserRole), self._show_conversation)
+
+    def _show_conversation(self, loaded: tuple[Conversation, list[Message]]) -> None:
+        conv, path = loaded
+        self.transcript.clear()
+        self.reply_stats.setText("")
+        self.system_edit.setText(conv.system_prompt or "")
+        # Replies that failed before writing anything are not part of what the model is told.
+        self.history = [{"role": m.role, "content": m.content} for m in path
+                        if m.role in _ROLE_TITLES and (m.content or m.status != "error")]
+        for m in path:
+            if m.role in _ROLE_TITLES:
+                self._append_message(_ROLE_TITLES[m.role], m.content)
+                if m.status == "stopped":
+                    self.show_note("(stopped)")
+                elif m.status == "streaming":
+                    self.show_note("(cut off: the app closed while this reply was being written)")
 
     # -- transcript -------------------------------------------------------------------------------
     def _set_busy(self, busy: bool) -> None:
@@ -183,7 +261,7 @@ class ChatWindow(QMainWindow):
         self.transcript.append("")
         self._insert_plain(text)
 
-    def _append_note(self, text: str, error: bool = False) -> None:
+    def show_note(self, text: str, error: bool = False) -> None:
         color = "#dc2626" if error else "#6b7280"
         self.transcript.append(f'<p><i style="color:{color}">{html.escape(text)}</i></p>')
 
@@ -198,5 +276,12 @@ class ChatWindow(QMainWindow):
         return self.transcript.toPlainText()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        busy = self.engine.busy
+        if busy:
+            self.engine.stop()
+        if self.persistence is not None:
+            if busy:  # keep what was written so far, marked as stopped
+                self.persistence.finish_turn("".join(self._reply), "stopped", {})
+            self.persistence.background.drain()
         self.engine.shutdown()
         super().closeEvent(event)
