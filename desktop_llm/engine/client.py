@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -334,14 +333,3 @@ class EngineClient:
     def __exit__(self, *_exc: object) -> None:
         self.shutdown()
 
-
-def wait_for_exit(proc_pid: int, timeout: float) -> bool:
-    """True once no process ``proc_pid`` exists (used by tests and the CLI)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(proc_pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.02)
-    return False
