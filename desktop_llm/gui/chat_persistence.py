@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from desktop_llm.core.conversation import Conversation, Message
-from desktop_llm.core.store import ChatStore
+from desktop_llm.core.store import ChatStore, SearchHit
 from desktop_llm.gui.background import Background
 
 SAVE_EVERY_SECONDS = 1.0
@@ -36,6 +36,20 @@ class ChatPersistence:
         def job() -> tuple[Conversation, list[Message]]:
             conv = self.store.get_conversation(conversation_id)
             path = self.store.path_to(conv.current_leaf_id)
+            self._ids.update(conversation=conv.id, leaf=conv.current_leaf_id, reply=None)
+            return conv, path
+
+        self.background.run(job, on_result)
+
+    def search(self, text: str, on_result: Callable[[tuple[str, list[SearchHit]]], None]) -> None:
+        self.background.run(lambda: (text, self.store.search(text)), on_result)
+
+    def open_at(self, message_id: str,
+                on_result: Callable[[tuple[Conversation, list[Message]]], None]) -> None:
+        """Open the conversation holding ``message_id``, on the branch that contains it."""
+        def job() -> tuple[Conversation, list[Message]]:
+            path = self.store.switch_to(message_id)
+            conv = self.store.get_conversation(path[0].conversation_id)
             self._ids.update(conversation=conv.id, leaf=conv.current_leaf_id, reply=None)
             return conv, path
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from desktop_llm.core.conversation import Conversation, Message
 from desktop_llm.core.sampling import SamplingParams
+from desktop_llm.core.store import SearchHit
 from desktop_llm.gui.chat_persistence import ChatPersistence
 from desktop_llm.gui.engine_bridge import QtEngine
 
@@ -98,11 +99,20 @@ class ChatWindow(QMainWindow):
         self.conversations.setObjectName("conversationList")
         self.conversations.setTextElideMode(Qt.TextElideMode.ElideRight)  # long titles end in "…"
         self.conversations.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search all chats (Ctrl+F)")
+        self.search_edit.setClearButtonEnabled(True)
+        self._search_timer = QTimer(self, singleShot=True, interval=150)  # search as you type, not per key
+        sidebar = QWidget()
+        side = QVBoxLayout(sidebar)
+        side.setContentsMargins(0, 0, 0, 0)
+        side.addWidget(self.search_edit)
+        side.addWidget(self.conversations, 1)
         splitter = QSplitter()
-        splitter.addWidget(self.conversations)
+        splitter.addWidget(sidebar)
         splitter.addWidget(chat)
         splitter.setSizes([230, 670])
-        self.conversations.setVisible(persistence is not None)
+        sidebar.setVisible(persistence is not None)
         self.setCentralWidget(splitter)
         self.engine_state = QLabel("engine: starting")
         self.reply_stats = QLabel("")
@@ -113,6 +123,9 @@ class ChatWindow(QMainWindow):
         self.stop_button.clicked.connect(self.stop)
         self.new_button.clicked.connect(self.new_chat)
         self.conversations.itemClicked.connect(self._open_item)
+        self.search_edit.textChanged.connect(lambda _text: self._search_timer.start())
+        self._search_timer.timeout.connect(self._run_search)
+        QShortcut(QKeySequence("Ctrl+F"), self, activated=self.search_edit.setFocus)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
         QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_chat)
 
@@ -228,12 +241,40 @@ class ChatWindow(QMainWindow):
             if conv.id == current:
                 item.setSelected(True)
 
-    def _open_item(self, item: QListWidgetItem) -> None:
-        if self.engine.busy or self.persistence is None:
+    def _run_search(self) -> None:
+        text = self.search_edit.text().strip()
+        if self.persistence is None:
             return
-        self.persistence.open(item.data(Qt.ItemDataRole.UserRole), self._show_conversation)
+        if not text:
+            self.refresh_conversations()
+            return
+        self.persistence.search(text, self._show_hits)
 
-    def _show_conversation(self, loaded: tuple[Conversation, list[Message]]) -> None:
+    def _show_hits(self, result: tuple[str, list[SearchHit]]) -> None:
+        query, hits = result
+        if query != self.search_edit.text().strip():
+            return  # an older search answered after the user typed on
+        self.conversations.clear()
+        if not hits:
+            self.conversations.addItem(QListWidgetItem("No message matches."))
+        for hit in hits:
+            item = QListWidgetItem(f"{hit.conversation_title}\n  {hit.snippet}")
+            item.setData(Qt.ItemDataRole.UserRole, hit.conversation_id)
+            item.setData(Qt.ItemDataRole.UserRole + 1, hit.message_id)
+            item.setToolTip(hit.snippet)
+            self.conversations.addItem(item)
+
+    def _open_item(self, item: QListWidgetItem) -> None:
+        if self.engine.busy or self.persistence is None or item.data(Qt.ItemDataRole.UserRole) is None:
+            return
+        message_id = item.data(Qt.ItemDataRole.UserRole + 1)
+        if message_id:  # a search hit: open its branch and show the words found
+            words = self.search_edit.text().split()
+            self.persistence.open_at(message_id, lambda loaded: self._show_conversation(loaded, words))
+        else:
+            self.persistence.open(item.data(Qt.ItemDataRole.UserRole), self._show_conversation)
+
+    def _show_conversation(self, loaded: tuple[Conversation, list[Message]], find: list[str] | None = None) -> None:
         conv, path = loaded
         self.transcript.clear()
         self.reply_stats.setText("")
@@ -248,6 +289,10 @@ class ChatWindow(QMainWindow):
                     self.show_note("(stopped)")
                 elif m.status == "streaming":
                     self.show_note("(cut off: the app closed while this reply was being written)")
+        if find:
+            # Select the first place the first searched word appears, and scroll to it.
+            self.transcript.moveCursor(QTextCursor.MoveOperation.Start)
+            self.transcript.find(find[0])
 
     # -- transcript -------------------------------------------------------------------------------
     def _set_busy(self, busy: bool) -> None:

@@ -88,3 +88,28 @@ def test_new_chat_starts_a_second_conversation(qtbot, open_window, tmp_path):
     titles = [c.title for c in ChatStore(tmp_path / "chats.db").list_conversations()]
     assert titles == ["Second question?", "First question?"]
     qtbot.waitUntil(lambda: win.conversations.count() == 2, timeout=5_000)
+
+
+def test_search_finds_a_message_in_another_chat_and_jumps_to_it(qtbot, open_window, tmp_path):
+    store = ChatStore(tmp_path / "chats.db")
+    other = store.create_conversation("Garden notes")
+    q = store.add_message(other.id, "user", "When should I plant tulip bulbs?", None)
+    store.add_message(other.id, "assistant", "Plant tulips in autumn, before the ground freezes.", q.id)
+    win = open_window(SamplingParams(temperature=0, max_tokens=8))
+    with qtbot.waitSignal(win.engine.finished, timeout=60_000):
+        send(qtbot, win, "Hello there")
+    qtbot.keyClick(win.input, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert win.search_edit.hasFocus()
+    qtbot.keyClicks(win.search_edit, "tulip")
+    qtbot.waitUntil(lambda: win.conversations.count() == 2 and "Garden notes" in win.conversations.item(0).text(),
+                    timeout=5_000)
+    assert "[tulip]" in win.conversations.item(0).text() or "[tulips]" in win.conversations.item(0).text()
+    win.conversations.itemClicked.emit(win.conversations.item(0))
+    qtbot.waitUntil(lambda: "before the ground freezes" in win.transcript_text(), timeout=5_000)
+    assert win.transcript.textCursor().selectedText().lower() == "tulip"  # the hit is selected and in view
+    assert "Hello there" not in win.transcript_text()
+    qtbot.keyClicks(win.search_edit, "zzzz")
+    qtbot.waitUntil(lambda: win.conversations.item(0).text() == "No message matches.", timeout=5_000)
+    win.search_edit.clear()
+    qtbot.waitUntil(lambda: win.conversations.count() == 2 and win.conversations.item(0).data(
+        Qt.ItemDataRole.UserRole + 1) is None, timeout=5_000)  # back to the list of chats
