@@ -258,7 +258,8 @@ class ChatWindow(QMainWindow):
         if not hits:
             self.conversations.addItem(QListWidgetItem("No message matches."))
         for hit in hits:
-            item = QListWidgetItem(f"{hit.conversation_title}\n  {hit.snippet}")
+            snippet = " ".join(hit.snippet.split())  # one line per hit, whatever the message's layout
+            item = QListWidgetItem(f"{hit.conversation_title}\n  {snippet}")
             item.setData(Qt.ItemDataRole.UserRole, hit.conversation_id)
             item.setData(Qt.ItemDataRole.UserRole + 1, hit.message_id)
             item.setToolTip(hit.snippet)
