@@ -18,6 +18,9 @@ from desktop_llm.core.errors import (
 )
 from desktop_llm.core.models import ref_for_path
 
+# "Still works" checks count tokens: SmolLM2's end-of-generation tokens (0, 2) are banned so that
+# a randomly sampled reply cannot end early.
+NO_EOS = {"logit_bias": {"0": -100, "2": -100}}
 STORY = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
 
 
@@ -66,7 +69,8 @@ def test_hung_engine_is_restarted_when_cancel_is_ignored(bundled_ref):
         done = stream.result
         assert done["finish_reason"] == "cancelled" and done["killed"] is True
         assert 0.9 < time.perf_counter() - asked < 5
-        assert client.generate(prompt="Hi", params={"max_tokens": 2}).result["usage"]["completion_tokens"] == 2
+        done = client.generate(prompt="Hi", params={"max_tokens": 2, **NO_EOS}).result
+        assert done["usage"]["completion_tokens"] == 2
         assert client.pid != hung_pid
 
 
@@ -88,7 +92,8 @@ def test_truncated_gguf_gives_clear_error_and_engine_stays_usable(own_engine, bu
     assert "cut.gguf" in str(caught.value)
     assert "download" in str(caught.value).lower()
     own_engine.load(bundled_ref)
-    assert own_engine.generate(prompt="Hi", params={"max_tokens": 2}).result["usage"]["completion_tokens"] == 2
+    done = own_engine.generate(prompt="Hi", params={"max_tokens": 2, **NO_EOS}).result
+    assert done["usage"]["completion_tokens"] == 2
 
 
 def test_header_only_truncation_and_random_bytes(own_engine, tmp_path):
@@ -125,7 +130,8 @@ def test_hostile_chat_template_in_gguf_fails_safely(own_engine, gguf_with_templa
     with pytest.raises(TemplateError, match="not allowed"):
         own_engine.generate(messages=[{"role": "user", "content": "hi"}]).result
     # Raw completion needs no template and still works on the same model and engine.
-    assert own_engine.generate(prompt="Hi", params={"max_tokens": 2}).result["usage"]["completion_tokens"] == 2
+    done = own_engine.generate(prompt="Hi", params={"max_tokens": 2, **NO_EOS}).result
+    assert done["usage"]["completion_tokens"] == 2
 
 
 def test_broken_template_syntax_is_reported(own_engine, gguf_with_template):
