@@ -49,8 +49,8 @@ def test_reply_is_written_while_streaming_and_kept_across_windows(qtbot, open_wi
         conv_id = reader.list_conversations()[0].id
 
         def saved_mid_reply() -> bool:
-            reply = reader.current_path(conv_id)[-1]
-            return reply.status == "streaming" and len(reply.content) > 20
+            path = reader.current_path(conv_id)  # empty for a moment: the chat is written before its messages
+            return len(path) == 2 and path[-1].status == "streaming" and len(path[-1].content) > 20
 
         qtbot.waitUntil(saved_mid_reply, timeout=30_000)  # written before the reply ended
     win.persistence.background.drain()
