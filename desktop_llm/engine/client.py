@@ -264,11 +264,17 @@ class EngineClient:
 
     def generate(self, prompt: str | None = None, messages: Sequence[dict[str, Any]] | None = None,
                  params: SamplingParams | dict[str, Any] | None = None, alternatives: int = 0,
-                 on_event: EventCallback | None = None) -> GenerationStream:
-        """Start a reply to a raw ``prompt`` or to chat ``messages``; returns the live stream."""
+                 on_event: EventCallback | None = None, fit_context: bool = False) -> GenerationStream:
+        """Start a reply to a raw ``prompt`` or to chat ``messages``; returns the live stream.
+
+        ``fit_context``: leave out the oldest turns of ``messages`` (never system messages) so the
+        prompt leaves room for the reply; the done event's ``dropped_messages`` says how many.
+        """
         fields: dict[str, Any] = {"alternatives": alternatives}
         if messages is not None:
             fields["messages"] = list(messages)
+            if fit_context:
+                fields["fit_context"] = True
         else:
             fields["prompt"] = prompt or ""
         if params is not None:

@@ -95,15 +95,48 @@ class StopSequenceFilter:
         return out
 
 
+def _render_messages(backend: GenerationBackend, messages: list[dict[str, Any]]) -> tuple[list[int], str]:
+    text = render_chat(backend.chat_template(), messages, add_generation_prompt=True,
+                       special_tokens=backend.special_tokens())
+    # The template writes BOS itself where the model wants one (as transformers does).
+    return backend.tokenize(text, add_special=False, parse_special=True), text
+
+
+def fit_messages(backend: GenerationBackend, messages: list[dict[str, Any]],
+                 reserve: int) -> tuple[list[int], str, int]:
+    """Leave out the oldest turns until the prompt plus ``reserve`` reply tokens fits the context.
+
+    System messages are always kept, and what is left starts at a user message (many templates
+    require that). Returns the tokens, the prompt text and how many messages were left out.
+    """
+    tokens, text = _render_messages(backend, messages)
+    if len(tokens) + reserve <= backend.n_ctx:
+        return tokens, text, 0
+    system = [m for m in messages if m.get("role") == "system"]
+    turns = [m for m in messages if m.get("role") != "system"]
+    # Candidate cut points: each user message after the first, up to the last message.
+    cuts = [i for i, m in enumerate(turns) if m.get("role") == "user" and i > 0] or [len(turns) - 1]
+    if cuts[-1] != len(turns) - 1:
+        cuts.append(len(turns) - 1)
+    best: tuple[list[int], str, int] | None = None
+    lo, hi = 0, len(cuts) - 1
+    while lo <= hi:  # the fewest turns left out that still fit (token count falls as more are dropped)
+        mid = (lo + hi) // 2
+        tokens, text = _render_messages(backend, system + turns[cuts[mid]:])
+        if len(tokens) + reserve <= backend.n_ctx:
+            best, hi = (tokens, text, cuts[mid]), mid - 1
+        else:
+            lo = mid + 1
+    if best is None:  # even the last message alone leaves no room for the reserve: let the caller decide
+        tokens, text = _render_messages(backend, system + turns[cuts[-1]:])
+        return tokens, text, cuts[-1]
+    return best
+
+
 def build_prompt_tokens(backend: GenerationBackend, request: dict[str, Any]) -> tuple[list[int], str]:
     """Tokens to feed the model, and the prompt text, for a raw prompt or chat messages."""
     if "messages" in request:
-        text = render_chat(
-            backend.chat_template(), request["messages"], add_generation_prompt=True,
-            special_tokens=backend.special_tokens(),
-        )
-        # The template writes BOS itself where the model wants one (as transformers does).
-        return backend.tokenize(text, add_special=False, parse_special=True), text
+        return _render_messages(backend, request["messages"])
     if "prompt" in request and isinstance(request["prompt"], str):
         text = request["prompt"]
         return backend.tokenize(text, add_special=True, parse_special=True), text
@@ -124,7 +157,12 @@ def run_generation(
     n_alt = int(request.get("alternatives") or 0)
     if not 0 <= n_alt <= MAX_ALTERNATIVES:
         raise InvalidRequest(f"alternatives must be between 0 and {MAX_ALTERNATIVES}, not {n_alt}.")
-    tokens, _ = build_prompt_tokens(backend, request)
+    dropped = 0
+    if request.get("fit_context") and "messages" in request:
+        reserve = min(params.max_tokens, backend.n_ctx // 4)
+        tokens, _, dropped = fit_messages(backend, request["messages"], reserve)
+    else:
+        tokens, _ = build_prompt_tokens(backend, request)
     room = backend.n_ctx - len(tokens)
     if room < 1:
         raise ContextOverflow(
@@ -196,6 +234,8 @@ def run_generation(
         "context_full": finish == "length" and limit < params.max_tokens,
         "text": "".join(pieces),
         "usage": {"prompt_tokens": len(tokens), "completion_tokens": produced},
+        "n_ctx": backend.n_ctx,
+        "dropped_messages": dropped,
         "ttft_ms": round(((first_at or end) - started) * 1000, 2),
         "tokens_per_second": round((produced - 1) / decode_time, 2) if produced > 1 and decode_time > 0 else None,
         "total_ms": round((end - started) * 1000, 2),
