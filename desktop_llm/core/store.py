@@ -147,9 +147,12 @@ class ChatStore:
                             row["current_leaf_id"])
 
     def create_conversation(self, title: str = "New chat", system_prompt: str | None = None,
-                            model_id: str | None = None, params: dict[str, Any] | None = None) -> Conversation:
+                            model_id: str | None = None, params: dict[str, Any] | None = None,
+                            conversation_id: str | None = None) -> Conversation:
+        """``conversation_id``: a caller-made id (the window names a chat before the disk write lands)."""
         now = time.time()
-        conv = Conversation(_new_id(), title, now, now, False, system_prompt, model_id, dict(params or {}))
+        conv = Conversation(conversation_id or _new_id(), title, now, now, False, system_prompt, model_id,
+                            dict(params or {}))
         with self._transaction() as db:
             db.execute("INSERT INTO conversations (id, title, created_at, updated_at, system_prompt, model_id,"
                        " params_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -204,12 +207,14 @@ class ChatStore:
                        row["created_at"], row["status"], json.loads(row["meta_json"]))
 
     def add_message(self, conversation_id: str, role: str, content: str, parent_id: str | None,
-                    status: str = "complete", meta: dict[str, Any] | None = None) -> Message:
+                    status: str = "complete", meta: dict[str, Any] | None = None,
+                    message_id: str | None = None) -> Message:
         """Add a message under ``parent_id`` (None: the first message) and show it as the current leaf."""
         if status not in MESSAGE_STATUSES:
             raise InvalidRequest(f"Unknown message status {status!r}.")
         now = time.time()
-        msg = Message(_new_id(), conversation_id, parent_id, role, content, now, status, dict(meta or {}))
+        msg = Message(message_id or _new_id(), conversation_id, parent_id, role, content, now, status,
+                      dict(meta or {}))
         with self._transaction() as db:
             db.execute("INSERT INTO messages (id, conversation_id, parent_id, role, content, created_at, status,"
                        " meta_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -272,6 +277,16 @@ class ChatStore:
                 rows = self._db.execute("SELECT * FROM messages WHERE parent_id = ? ORDER BY created_at, rowid",
                                         (msg.parent_id,)).fetchall()
         return [self._message(r) for r in rows]
+
+    def version_info(self, conversation_id: str) -> dict[str, tuple[int, int]]:
+        """For each message that has other versions: (its number, how many), numbered oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, parent_id FROM messages WHERE conversation_id = ?"
+                                    " ORDER BY created_at, rowid", (conversation_id,)).fetchall()
+        groups: dict[str | None, list[str]] = {}
+        for row in rows:
+            groups.setdefault(row["parent_id"], []).append(row["id"])
+        return {mid: (i + 1, len(ids)) for ids in groups.values() if len(ids) > 1 for i, mid in enumerate(ids)}
 
     def latest_leaf_under(self, message_id: str) -> str:
         """Follow the newest child down from ``message_id``: where switching to a version lands."""

@@ -20,13 +20,19 @@ class Background(QObject):
         self._done.connect(lambda callback, value: callback(value))
         self.on_error: Callable[[Exception], None] | None = None
 
-    def run(self, job: Callable[[], Any], on_result: Callable[[Any], None] | None = None) -> None:
+    def run(self, job: Callable[[], Any], on_result: Callable[[Any], None] | None = None,
+            on_error: Callable[[Exception], None] | None = None) -> None:
+        """Run ``job`` on the disk thread; its result (or exception) comes back on the GUI thread.
+
+        A failure goes to ``on_error`` if given, else to the queue's ``on_error``.
+        """
         def work() -> None:
             try:
                 value = job()
             except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
-                if self.on_error is not None:
-                    self._done.emit(self.on_error, exc)
+                handler = on_error or self.on_error
+                if handler is not None:
+                    self._done.emit(handler, exc)
                 return
             if on_result is not None:
                 self._done.emit(on_result, value)

@@ -85,6 +85,16 @@ def test_regenerate_and_edit_branch_instead_of_deleting(store):
     assert [m.content for m in store.switch_to(a1.id)] == ["Name a colour.", "Red."]
     assert store.get_conversation(conv.id).current_leaf_id == a1.id
 
+    # What ‹ n/m › shows: only messages with other versions, numbered oldest first.
+    versions = store.version_info(conv.id)
+    assert versions == {a1.id: (1, 2), a2.id: (2, 2), q1.id: (1, 2), q1b.id: (2, 2)}
+
+
+def test_caller_named_ids_are_kept(store):
+    conv = store.create_conversation("Named", conversation_id="c-1")
+    msg = store.add_message("c-1", "user", "Hi", None, message_id="m-1")
+    assert conv.id == "c-1" and msg.id == "m-1" and store.get_message("m-1").content == "Hi"
+
 
 def test_fork_copies_the_path_only(store):
     conv = store.create_conversation("Trip", system_prompt="Be brief.", params={"temperature": 0.3})
