@@ -121,7 +121,7 @@ class EngineClient:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self._last_load: dict[str, Any] | None = None  # replayed after a restart
         self.restarts = 0
-        self.state = "stopped"  # stopped, starting, ready, crashed
+        self.state = "stopped"  # stopped, starting, ready, crashed, restarting (reloading the model after a crash)
         self.on_state: Callable[[str], None] | None = None
 
     # -- process -------------------------------------------------------------------------------
@@ -153,11 +153,14 @@ class EngineClient:
             proc = self._proc
             threading.Thread(target=self._read_events, args=(proc,), name="engine-events", daemon=True).start()
             threading.Thread(target=self._read_stderr, args=(proc,), name="engine-stderr", daemon=True).start()
-            self._set_state("ready")
             replay = self._last_load
+            self._set_state("ready" if replay is None else "restarting")
         if replay is not None:
             # A fresh engine after a crash: bring back the model the user had loaded.
-            self._send_request("load", dict(replay), None, Request).wait()
+            try:
+                self._send_request("load", dict(replay), None, Request).wait()
+            finally:
+                self._set_state("ready" if self.pid is not None else "crashed")
 
     def _read_stderr(self, proc: subprocess.Popen[bytes]) -> None:
         log = self._log_path.open("ab") if self._log_path else None

@@ -8,6 +8,7 @@ engine or disk work runs on it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -19,54 +20,96 @@ from desktop_llm.engine.client import EngineClient, GenerationStream
 
 
 class QtEngine(QObject):
-    """Owns an ``EngineClient``; ``load`` and ``generate`` return at once and report by signal."""
+    """Owns an ``EngineClient``; every call returns at once and reports by signal."""
 
-    state_changed = Signal(str)  # starting, ready, busy, crashed, stopped
+    # starting, ready, loading, busy, crashed, restarting, stopped
+    state_changed = Signal(str)
     load_progress = Signal(str, float)
     loaded = Signal(dict)
     load_failed = Signal(str)
+    unloaded = Signal()
     token = Signal(dict)
     finished = Signal(dict)  # the done event
     failed = Signal(str)  # a reply that ended in an error, as text for the user
+    _call_back = Signal(object, object)  # callback, value: results of small requests, on the GUI thread
 
     def __init__(self, client: EngineClient | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.client = client or EngineClient()
-        self.client.on_state = self.state_changed.emit
+        self.client.on_state = self._on_client_state
         self._stream: GenerationStream | None = None
+        self.loaded_info: dict[str, Any] | None = None
+        self.loading = False
+        self._generating = False
+        self._call_back.connect(lambda callback, value: callback(value))
 
     @property
     def busy(self) -> bool:
-        return self._stream is not None and not self._stream.finished.is_set()
+        return self._generating
+
+    def _on_client_state(self, state: str) -> None:
+        self.state_changed.emit(state)
+        if state == "crashed" and self.loaded_info is not None:
+            # Bring the engine and the model back now, so the next message does not wait for it.
+            threading.Thread(target=self._restart, name="engine-restart", daemon=True).start()
+
+    def _restart(self) -> None:
+        try:
+            self.client.info()
+        except DesktopLLMError:
+            pass  # the next request tries again, and reports what goes wrong
 
     def load(self, model: ModelRef | None, backend: str = "auto", options: dict[str, Any] | None = None) -> None:
+        self.loading = True
+
         def work() -> None:
             self.state_changed.emit("loading")
             try:
                 info = self.client.load(model, backend=backend, options=options, on_event=self._on_load_event)
             except DesktopLLMError as exc:
+                self.loading = False
+                self.loaded_info = None
                 self.load_failed.emit(str(exc))
                 self.state_changed.emit(self.client.state)
                 return
+            self.loading = False
+            self.loaded_info = info
             self.loaded.emit(info)
             self.state_changed.emit("ready")
 
         threading.Thread(target=work, name="engine-load", daemon=True).start()
 
+    def unload(self) -> None:
+        def work() -> None:
+            try:
+                self.client.unload()
+            except DesktopLLMError:
+                pass  # an engine that is gone has nothing loaded either
+            self.loaded_info = None
+            self.unloaded.emit()
+            self.state_changed.emit(self.client.state)
+
+        threading.Thread(target=work, name="engine-unload", daemon=True).start()
+
     def _on_load_event(self, event: dict[str, Any]) -> None:
         if event.get("event") == "progress":
             self.load_progress.emit(event.get("stage", ""), float(event.get("fraction", 0.0)))
 
-    def generate(self, messages: list[dict[str, str]], params: SamplingParams) -> None:
+    def generate(self, messages: list[dict[str, str]], params: SamplingParams, fit_context: bool = True) -> None:
+        self._generating = True  # busy from this call on, so a second send cannot slip in before the thread runs
+
         def work() -> None:
             self.state_changed.emit("busy")
             try:
-                self._stream = self.client.generate(messages=messages, params=params, on_event=self._on_event)
+                self._stream = self.client.generate(messages=messages, params=params, on_event=self._on_event,
+                                                    fit_context=fit_context)
                 self._stream.wait()
             except DesktopLLMError as exc:
+                self._generating = False
                 self.failed.emit(str(exc))
             finally:
-                self.state_changed.emit("ready" if self.client.state != "crashed" else "crashed")
+                self._generating = False
+                self.state_changed.emit(self.client.state)
 
         threading.Thread(target=work, name="engine-generate", daemon=True).start()
 
@@ -75,7 +118,19 @@ class QtEngine(QObject):
         if kind == "token":
             self.token.emit(event)
         elif kind == "done":
+            self._generating = False  # before the signal: its receiver may start the next reply at once
             self.finished.emit(event)
+
+    def count_tokens(self, text: str, on_result: Callable[[int], None]) -> None:
+        """How many tokens ``text`` is for the loaded model (for the context gauge), reported on the GUI thread."""
+        def work() -> None:
+            try:
+                count = len(self.client.tokenize(text)["tokens"])
+            except DesktopLLMError:
+                return  # the gauge keeps its last figure; a real reply will correct it
+            self._call_back.emit(on_result, count)
+
+        threading.Thread(target=work, name="engine-count", daemon=True).start()
 
     def stop(self) -> None:
         if self._stream is not None:

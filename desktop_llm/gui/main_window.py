@@ -1,0 +1,268 @@
+"""The main window: a sidebar of pages (Chat, Settings), the model in use with its load progress,
+and a status bar with the model, context use, the last reply's speed and the engine's state.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_llm.core.models import ModelRef, list_local_models, resolve_model
+from desktop_llm.core.settings import Settings, save_settings
+from desktop_llm.gui.chat_page import ChatPage
+from desktop_llm.gui.chat_persistence import ChatPersistence
+from desktop_llm.gui.engine_bridge import QtEngine
+from desktop_llm.gui.model_picker import ModelPicker
+from desktop_llm.gui.settings_page import SettingsPage
+from desktop_llm.gui.theme import apply_theme, is_dark, theme_notifier
+
+_STATE_TEXT = {
+    "stopped": "Engine: stopped", "starting": "Engine: starting…", "ready": "Engine: ready",
+    "loading": "Engine: loading a model…", "busy": "Engine: writing a reply…",
+    "crashed": "Engine: crashed, restarting…", "restarting": "Engine: restarting, reloading the model…",
+}
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, engine: QtEngine, persistence: ChatPersistence, settings: Settings) -> None:
+        super().__init__()
+        self.engine = engine
+        self.persistence = persistence
+        self.background = persistence.background
+        self.settings = settings
+        self._model: ModelRef | None = None  # the model loaded or loading
+        self._picker: ModelPicker | None = None
+        self.setWindowTitle("desktop_llm")
+        self.resize(1200, 760)
+
+        self.nav = QListWidget()
+        self.nav.setObjectName("pageNav")
+        self.nav.setFixedWidth(120)
+        self.pages = QStackedWidget()
+        self.chat = ChatPage(engine, persistence, settings)
+        self.settings_page = SettingsPage(settings, [])
+        for name, page in (("Chat", self.chat), ("Settings", self.settings_page)):
+            self.nav.addItem(name)
+            self.pages.addWidget(page)
+        self.nav.setCurrentRow(0)
+        self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
+
+        self.model_button = QPushButton("No model loaded")
+        self.model_button.setObjectName("modelButton")
+        self.model_button.setToolTip("Pick a model (Ctrl+K)")
+        self.load_bar = QProgressBar()
+        self.load_bar.setObjectName("loadProgress")
+        self.load_bar.setRange(0, 100)
+        self.load_bar.setMaximumWidth(220)
+        self.load_bar.setVisible(False)
+        self.unload_button = QPushButton("Unload")
+        self.unload_button.setObjectName("unloadButton")
+        self.unload_button.setToolTip("Free the memory the model uses")
+        self.unload_button.setEnabled(False)
+        bar = QHBoxLayout()
+        bar.addWidget(self.model_button)
+        bar.addWidget(self.load_bar)
+        bar.addWidget(self.unload_button)
+        bar.addStretch(1)
+        right = QVBoxLayout()
+        right.addLayout(bar)
+        right.addWidget(self.pages, 1)
+        body = QWidget()
+        outer = QHBoxLayout(body)
+        outer.addWidget(self.nav)
+        outer.addLayout(right, 1)
+        self.setCentralWidget(body)
+
+        self.model_status = QLabel("No model")
+        self.model_status.setObjectName("modelStatus")
+        self.context_status = QLabel("")
+        self.context_status.setObjectName("contextStatus")
+        self.reply_stats = QLabel("")
+        self.reply_stats.setObjectName("replyStats")
+        self.engine_state = QLabel(_STATE_TEXT["stopped"])
+        self.engine_state.setObjectName("engineState")
+        status = self.statusBar()
+        status.addWidget(self.model_status)
+        status.addWidget(self.context_status)
+        status.addPermanentWidget(self.reply_stats)
+        status.addPermanentWidget(self.engine_state)
+
+        self.model_button.clicked.connect(self.open_model_picker)
+        self.unload_button.clicked.connect(self.engine.unload)
+        QShortcut(QKeySequence("Ctrl+K"), self, activated=self.open_model_picker)
+        QShortcut(QKeySequence("Ctrl+N"), self, activated=self._new_chat)
+        QShortcut(QKeySequence("Ctrl+F"), self, activated=self._search)
+
+        engine.state_changed.connect(self._on_state)
+        engine.load_progress.connect(self._on_load_progress)
+        engine.loaded.connect(self._on_loaded)
+        engine.load_failed.connect(self._on_load_failed)
+        engine.unloaded.connect(self._on_unloaded)
+        engine.finished.connect(lambda _done: self._on_state(self.engine.client.state))
+        engine.failed.connect(lambda _message: self._on_state(self.engine.client.state))
+        self.chat.context_changed.connect(self._on_context)
+        self.chat.reply_done.connect(self._on_reply_done)
+        self.chat.model_wanted.connect(self._on_model_wanted)
+        self.chat.pick_model_requested.connect(self.open_model_picker)
+        self.chat.status_message.connect(lambda text: status.showMessage(text, 5000))
+        self.chat.transcript.note_action.connect(self._on_note_action)
+        self.settings_page.changed.connect(self._on_settings_changed)
+        self.settings_page.reload_requested.connect(self.reload_model)
+        theme_notifier().changed.connect(self.chat.set_dark)
+        self.chat.set_dark(is_dark())
+        self.background.run(list_local_models, self.settings_page.set_models, lambda _exc: None)
+
+    # -- models -----------------------------------------------------------------------------------
+    def load_default_model(self, spec: str | None = None) -> None:
+        """Load ``spec`` (a model id, name or path) or the default model from Settings, off the GUI thread."""
+        wanted = spec or self.settings.default_model
+        self.background.run(lambda: resolve_model(wanted), self.load_model,
+                            lambda exc: self._on_load_failed(str(exc)))
+
+    def load_model(self, ref: ModelRef) -> None:
+        if self.engine.busy:
+            self.statusBar().showMessage("Stop the reply first (Esc), then pick the model again.", 5000)
+            return
+        self._model = ref
+        backend = self.settings.backend_for(ref.format)
+        self.model_button.setText(f"Loading {ref.name}…")
+        self.load_bar.setValue(0)
+        self.load_bar.setVisible(True)
+        self.engine.load(ref, backend=backend, options=self.settings.load_options(backend))
+
+    def reload_model(self) -> None:
+        if self._model is not None:
+            self.load_model(self._model)
+
+    def open_model_picker(self) -> None:
+        if self._picker is None:
+            self._picker = ModelPicker(self.background, parent=self)
+            self._picker.chosen.connect(self.load_model)
+            self._picker.unload_requested.connect(self.engine.unload)
+        info = self.engine.loaded_info
+        self._picker.set_loaded(info["model"]["id"] if info else None)
+        self._picker.show()
+        self._picker.raise_()
+        self._picker.activateWindow()
+
+    def _on_model_wanted(self, model_id: str) -> None:
+        """A chat made with another model was opened: load that one, if it is still on this machine."""
+        def found(ref: ModelRef) -> None:
+            if ref.error:
+                self.chat.transcript.add_note(f"This chat was made with {ref.name}, which cannot be loaded: "
+                                              f"{ref.error}", error=True)
+            elif not self.engine.busy and (self._model is None or self._model.id != ref.id):
+                self.load_model(ref)
+
+        def missing(exc: Exception) -> None:
+            self.chat.transcript.add_note(f"This chat was made with a model that is not on this machine "
+                                          f"({model_id}); replies come from the loaded model.")
+
+        self.background.run(lambda: resolve_model(model_id), found, missing)
+
+    def _on_load_progress(self, stage: str, fraction: float) -> None:
+        self.load_bar.setVisible(True)
+        self.load_bar.setValue(int(fraction * 100))
+        self.load_bar.setFormat(f"{stage} %p%")
+
+    def _on_loaded(self, info: dict[str, Any]) -> None:
+        name = info["model"]["name"]
+        self.load_bar.setVisible(False)
+        self.model_button.setText(f"{name}  ▾")
+        self.unload_button.setEnabled(True)
+        self.model_status.setText(f"<b>{html.escape(name)}</b> · {info['backend']} on {info['device']}")
+        self.context_status.setText(f"context {info['n_ctx']:,} tokens")
+        self.chat.on_model_loaded(info)
+        if self._picker is not None:
+            self._picker.set_loaded(info["model"]["id"])
+
+    def _on_load_failed(self, message: str) -> None:
+        self.load_bar.setVisible(False)
+        self.model_button.setText("No model loaded")
+        self.unload_button.setEnabled(False)
+        self.model_status.setText("No model")
+        self.chat.on_model_unloaded()
+        self.chat.transcript.add_note(f"Could not load the model: {message}", error=True, action="retry-load",
+                                      action_label="Retry")
+
+    def _on_unloaded(self) -> None:
+        self._model = None
+        self.model_button.setText("No model loaded")
+        self.unload_button.setEnabled(False)
+        self.model_status.setText("No model")
+        self.context_status.setText("")
+        self.chat.on_model_unloaded()
+        if self._picker is not None:
+            self._picker.set_loaded(None)
+
+    def _on_note_action(self, action: str) -> None:
+        if action == "retry-load":
+            self.chat.transcript.clear_notes()
+            if self._model is not None:
+                self.load_model(self._model)
+            else:
+                self.load_default_model()
+
+    # -- status bar -------------------------------------------------------------------------------
+    def _on_state(self, state: str) -> None:
+        # Engine threads report states in their own order; what the window shows follows the facts.
+        if state == "busy" and not self.engine.busy:
+            state = self.engine.client.state
+        elif state == "ready" and self.engine.busy:
+            state = "busy"
+        self.engine_state.setText(_STATE_TEXT.get(state, f"Engine: {state}"))
+
+    def _on_context(self, used: int, limit: int, exact: bool) -> None:
+        approx = "" if exact else "≈ "
+        self.context_status.setText(f"context {approx}{used:,} / {limit:,} tokens")
+
+    def _on_reply_done(self, done: dict[str, Any]) -> None:
+        parts = []
+        if done.get("ttft_ms") is not None:
+            parts.append(f"first token {done['ttft_ms']:.0f} ms")
+        if done.get("tokens_per_second"):
+            parts.append(f"{done['tokens_per_second']:.1f} tok/s")
+        self.reply_stats.setText(" · ".join(parts))
+
+    # -- settings ---------------------------------------------------------------------------------
+    def _on_settings_changed(self, settings: Settings) -> None:
+        previous, self.settings = self.settings, settings
+        self.background.run(lambda: save_settings(settings), None,
+                            lambda exc: self.statusBar().showMessage(f"Could not save the settings: {exc}", 10000))
+        if (settings.theme, settings.font_size) != (previous.theme, previous.font_size):
+            app = QApplication.instance()
+            if isinstance(app, QApplication):
+                apply_theme(app, settings.theme, settings.font_size)
+        self.chat.set_settings(settings)
+
+    # -- shortcuts --------------------------------------------------------------------------------
+    def _show_chat(self) -> None:
+        self.nav.setCurrentRow(0)
+
+    def _new_chat(self) -> None:
+        self._show_chat()
+        self.chat.new_chat()
+
+    def _search(self) -> None:
+        self._show_chat()
+        self.chat.conversation_list.focus_search()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        self.chat.closing()
+        self.engine.shutdown()
+        super().closeEvent(event)
+
