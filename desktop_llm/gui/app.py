@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         window.chat.transcript.add_note(folder_problem, error=True)
     if store_problem:
         window.chat.transcript.add_note(f"Chats will not be saved: {store_problem}", error=True)
+    window.chat.open_latest()
     window.load_default_model(args.model)
     return app.exec()
 

@@ -413,6 +413,14 @@ class ChatPage(QWidget):
         self.conversation_list.set_conversations(conversations)
         self.conversation_list.select(self.conv.id if self._saved else None)
 
+    def open_latest(self) -> None:
+        """Reopen the chat with the newest activity (where the user left off), if there is one."""
+        def show(conversations: list[Conversation]) -> None:
+            if conversations and not self._saved and not self.path:
+                self.open_conversation(max(conversations, key=lambda c: c.updated_at).id)
+
+        self.persistence.list_conversations(show)
+
     def open_conversation(self, conversation_id: str) -> None:
         if self.busy:
             self.status_message.emit("Stop the reply first (Esc).")

@@ -56,7 +56,7 @@ _SNIPPET = Qt.ItemDataRole.UserRole + 5  # hit: one-line snippet with [hits]
 
 EXPORT_FORMATS = {"markdown": ("md", "Markdown (*.md)"), "json": ("json", "JSON (*.json)")}
 UNDO_SECONDS = 10
-PIN = "📌"
+PIN = "★"  # in every common font (an emoji pin shows as a box where no emoji font is installed)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _PAD = 10  # horizontal padding inside a row
 

@@ -26,6 +26,7 @@ from desktop_llm.core.settings import Settings, save_settings
 from desktop_llm.gui.chat_page import ChatPage
 from desktop_llm.gui.chat_persistence import ChatPersistence
 from desktop_llm.gui.engine_bridge import QtEngine
+from desktop_llm.gui.markdown_html import warm_up as markdown_warm_up
 from desktop_llm.gui.model_picker import ModelPicker
 from desktop_llm.gui.settings_page import SettingsPage
 from desktop_llm.gui.theme import apply_theme, is_dark, theme_notifier
@@ -52,6 +53,7 @@ class MainWindow(QMainWindow):
         self.nav = QListWidget()
         self.nav.setObjectName("pageNav")
         self.nav.setFixedWidth(120)
+        self.nav.setStyleSheet("QListWidget#pageNav { border: none; } QListWidget#pageNav::item { padding: 9px 10px; }")
         self.pages = QStackedWidget()
         self.chat = ChatPage(engine, persistence, settings)
         self.settings_page = SettingsPage(settings, [])
@@ -124,6 +126,7 @@ class MainWindow(QMainWindow):
         self.settings_page.reload_requested.connect(self.reload_model)
         theme_notifier().changed.connect(self.chat.set_dark)
         self.chat.set_dark(is_dark())
+        self.background.run(markdown_warm_up, None, lambda _exc: None)
         self.background.run(list_local_models, self.settings_page.set_models, lambda _exc: None)
 
     # -- models -----------------------------------------------------------------------------------

@@ -131,3 +131,14 @@ def test_rename_pin_delete_and_undo(qtbot, ui, open_window, tmp_path):
     qtbot.waitUntil(lambda: listed_ids(listed) == [first.id, second.id], timeout=5_000)
     win.persistence.background.drain()
     assert len(store.list_conversations()) == 2
+
+
+def test_the_window_reopens_the_chat_with_the_newest_activity(qtbot, open_window, tmp_path):
+    store = ChatStore(tmp_path / "chats.db")
+    for title in ("Older chat", "Newest chat"):
+        conv = store.create_conversation(title)
+        store.add_message(conv.id, "user", f"A question in {title.lower()}", None)
+    win = open_window()
+    win.chat.open_latest()
+    qtbot.waitUntil(lambda: "A question in newest chat" in win.chat.transcript_text(), timeout=5_000)
+    assert "Newest chat" in win.chat.title_label.text()

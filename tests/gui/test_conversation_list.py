@@ -69,7 +69,7 @@ def no_emission(signal):
 
 def test_rows_in_given_order_with_pin_marker_times_and_groups(sidebar):
     assert shown(sidebar) == [
-        "Pinned", "📌 Trip to Lisbon, 3 days ago",
+        "Pinned", "★ Trip to Lisbon, 3 days ago",
         "Today", "Just started, just now", "Regex for dates, 5 min ago",
         "Yesterday", "Fix my SQL query, yesterday",
         "Previous 7 days", "Explain LoRA, 3 days ago",
@@ -229,7 +229,7 @@ def test_chats_arriving_during_a_search_wait_until_it_is_cleared(qtbot, sidebar)
     with qtbot.waitSignal(sidebar.search_changed) as changed:
         qtbot.keyClick(sidebar.search, Qt.Key.Key_Escape)
     assert changed.args == [""] and sidebar.search.text() == ""
-    assert shown(sidebar) == ["Pinned", "📌 Trip to Lisbon, 3 days ago", "Today", "Just started, just now"]
+    assert shown(sidebar) == ["Pinned", "★ Trip to Lisbon, 3 days ago", "Today", "Just started, just now"]
 
 
 def test_focus_search_selects_the_query(qtbot, sidebar):
@@ -293,7 +293,7 @@ def test_a_thousand_chats_load(qtbot, sidebar):
     many = [conv(f"c{i}", f"Chat number {i}", i * HOUR, pinned=i < 3) for i in range(1000)]
     sidebar.set_conversations(many)
     titles = [r.split(",")[0] for r in shown(sidebar) if "," in r]
-    assert len(titles) == 1000 and titles[0] == "📌 Chat number 0" and titles[-1] == "Chat number 999"
+    assert len(titles) == 1000 and titles[0] == "★ Chat number 0" and titles[-1] == "Chat number 999"
     sidebar.list.scrollToBottom()
     with qtbot.waitSignal(sidebar.open_requested) as opened:
         click(qtbot, sidebar, "Chat number 999")
