@@ -16,6 +16,10 @@ def test_send_a_message_and_see_the_reply_stream_in(qtbot, ui, open_window, tmp_
     chat = win.chat
     tokens = []
     win.engine.token.connect(lambda ev: tokens.append(ev["text"]))
+    qtbot.keyClicks(chat.input, "first line")
+    qtbot.keyClick(chat.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)  # a new line, not a send
+    assert chat.input.toPlainText() == "first line\n" and chat.path == []
+    chat.input.clear()
     seen_live = []
     win.engine.token.connect(lambda _ev: seen_live.append(chat.transcript.live_text()))
     with qtbot.waitSignal(chat.reply_done, timeout=60_000) as done:

@@ -8,7 +8,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
 
-from desktop_llm.core.models import ref_for_path
+import shutil
+
+from desktop_llm.core.models import import_model, ref_for_path
 from desktop_llm.core.settings import settings_path
 from desktop_llm.core.store import ChatStore
 
@@ -118,3 +120,24 @@ def test_settings_page_changes_the_theme_and_is_saved(qtbot, open_window):
         combo.setCurrentIndex(combo.findData("light"))
         win.persistence.background.drain()
     assert app.palette().color(QPalette.ColorRole.Window).lightness() > 180
+
+
+def test_opening_a_chat_loads_the_model_it_was_made_with(qtbot, ui, open_window, tmp_path, bundled_ref,
+                                                         monkeypatch):
+    monkeypatch.setenv("DESKTOP_LLM_HOME", str(tmp_path / "home"))  # the import stays in this test
+    copy = tmp_path / "SmolLM2-copy.gguf"
+    shutil.copyfile(bundled_ref.path, copy)
+    other = import_model(copy)
+    assert other.id != bundled_ref.id
+    store = ChatStore(tmp_path / "chats.db")
+    conv = store.create_conversation("Made with the copy", model_id=other.id)
+    store.add_message(conv.id, "user", "Hello from the copy", None)
+    win = open_window()
+    with qtbot.waitSignal(win.engine.loaded, timeout=60_000) as loaded:
+        win.chat.open_conversation(conv.id)
+    assert loaded.args[0]["model"]["id"] == other.id
+    assert "SmolLM2-copy" in win.model_button.text() or other.name in win.model_button.text()
+    done = ui.send_and_wait(win, "Hi!")
+    assert done["finish_reason"] in ("stop", "length")
+    win.persistence.background.drain()
+    assert store.current_path(conv.id)[-1].meta["model_id"] == other.id
