@@ -1,79 +1,79 @@
-"""The sampling parameters a chat uses, as a form: shared by a chat's settings and the Settings page."""
+"""The sampling parameters a chat uses: one definition for a chat's own settings and Settings' defaults."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
+from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
-# name: (label, minimum, maximum, step, decimals (0 = whole numbers), tooltip)
-CHAT_PARAMS: dict[str, tuple[str, float, float, float, int, str]] = {
-    "temperature": ("Temperature", 0.0, 2.0, 0.05, 2,
-                    "How adventurous the word choice is. 0 always takes the most likely next token; "
-                    "higher values pick less likely tokens more often."),
-    "top_p": ("Top P", 0.01, 1.0, 0.01, 2,
-              "Only sample from the most likely tokens whose probabilities add up to this share."),
-    "top_k": ("Top K", 0, 1000, 1, 0, "Only sample from this many most likely tokens (0: no limit)."),
-    "min_p": ("Min P", 0.0, 1.0, 0.01, 2,
-              "Drop tokens less likely than this fraction of the most likely token's probability."),
-    "repeat_penalty": ("Repeat penalty", 0.5, 2.0, 0.01, 2,
-                       "Makes tokens already used in the reply less likely (1: off)."),
-    "max_tokens": ("Max tokens", 1, 32768, 16, 0, "The longest reply, in tokens."),
-}
+from desktop_llm.core.settings import CONTEXT_RANGE
+from desktop_llm.gui.spin_boxes import float_spin, int_spin
+
+
+def sampling_spins() -> dict[str, tuple[str, QSpinBox | QDoubleSpinBox]]:
+    """Fresh spin boxes for each SamplingParams field a user sets per chat: name -> (label, spin box)."""
+    return {
+        "temperature": ("Temperature", float_spin(
+            "temperatureSpin", 0.0, 5.0, 0.05, "How adventurous the wording is. 0: always the most likely "
+            "word; around 0.7: natural; above 1: wild.")),
+        "top_p": ("Top-p", float_spin(
+            "topPSpin", 0.01, 1.0, 0.05, "Top-p: pick only from the most likely words that together make up "
+            "this share of the probability. 1: no limit.")),
+        "top_k": ("Top-k", int_spin(
+            "topKSpin", 0, 1000, "Top-k: pick only from this many most likely words. Off: no limit.",
+            special="Off")),
+        "min_p": ("Min-p", float_spin(
+            "minPSpin", 0.0, 1.0, 0.01, "Min-p: drop words less likely than this share of the most likely "
+            "one. Off: keep all.", special="Off")),
+        "repeat_penalty": ("Repeat penalty", float_spin(
+            "repeatPenaltySpin", 0.5, 3.0, 0.05, "Makes recently used words less likely, against loops. "
+            "1: off; 1.1: mild.")),
+        "max_tokens": ("Max reply length", int_spin(
+            "maxTokensSpin", 1, CONTEXT_RANGE[1], "The longest reply, in tokens (a token is about three "
+            "quarters of a word).", step=128, suffix=" tokens")),
+        "seed": ("Seed", int_spin(
+            "seedSpin", -1, 2**31 - 1, "Random: a different reply each time. A number: the same settings and "
+            "prompt give the same reply again.", special="Random")),
+    }
+
+
+def spin_value(name: str, spin: QAbstractSpinBox) -> Any:
+    value = spin.value()  # type: ignore[attr-defined]
+    return None if name == "seed" and value < 0 else value
+
+
+def show_value(name: str, spin: QAbstractSpinBox, value: Any) -> None:
+    spin.setValue(-1 if name == "seed" and value is None else value)  # type: ignore[attr-defined]
 
 
 class SamplingForm(QWidget):
-    """Temperature, top P/K, min P, repeat penalty, max tokens and seed; ``changed`` on every edit."""
+    """The per-chat sampling fields as a form; ``changed`` carries all of them after every edit."""
 
-    changed = Signal(dict)  # the form's values
+    changed = Signal(dict)
 
-    def __init__(self, values: dict[str, Any] | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QFormLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.spins: dict[str, QSpinBox | QDoubleSpinBox] = {}
-        for name, (label, low, high, step, decimals, tip) in CHAT_PARAMS.items():
-            spin: QSpinBox | QDoubleSpinBox
-            if decimals:
-                spin = QDoubleSpinBox()
-                spin.setDecimals(decimals)
-            else:
-                spin = QSpinBox()
-            spin.setRange(low, high)
-            spin.setSingleStep(step)
-            spin.setToolTip(tip)
-            spin.setObjectName(f"{name}Spin")
-            spin.setKeyboardTracking(False)  # one change per finished edit, not per keystroke
+        for name, (label, spin) in sampling_spins().items():
+            spin.setMinimumWidth(110)  # a side panel, narrower than the Settings page
             spin.valueChanged.connect(self._emit)
             self.spins[name] = spin
             layout.addRow(label, spin)
-        self.seed = QSpinBox()
-        self.seed.setObjectName("seedSpin")
-        self.seed.setRange(-1, 2**31 - 1)
-        self.seed.setSpecialValueText("Random")
-        self.seed.setToolTip("The same seed with the same settings gives the same reply. Random: a new one each time.")
-        self.seed.setKeyboardTracking(False)
-        self.seed.valueChanged.connect(self._emit)
-        layout.addRow("Seed", self.seed)
         self._quiet = False
-        if values:
-            self.set_values(values)
 
     def values(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: spin.value() for name, spin in self.spins.items()}
-        out["seed"] = None if self.seed.value() < 0 else self.seed.value()
-        return out
+        return {name: spin_value(name, spin) for name, spin in self.spins.items()}
 
     def set_values(self, values: dict[str, Any]) -> None:
         """Show ``values`` (SamplingParams fields; others are ignored) without emitting ``changed``."""
         self._quiet = True
         try:
             for name, spin in self.spins.items():
-                if name in values and values[name] is not None:
-                    spin.setValue(values[name])
-            if "seed" in values:
-                self.seed.setValue(-1 if values["seed"] is None else int(values["seed"]))
+                if name in values:
+                    show_value(name, spin, values[name])
         finally:
             self._quiet = False
 

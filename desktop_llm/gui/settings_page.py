@@ -13,11 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QPalette, QStandardItemModel, QValidator
+from PySide6.QtGui import QPalette, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QFrame,
@@ -29,7 +28,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -46,6 +44,8 @@ from desktop_llm.core.settings import (
     THREADS_MAX,
     Settings,
 )
+from desktop_llm.gui.sampling_form import sampling_spins, show_value, spin_value
+from desktop_llm.gui.spin_boxes import int_spin
 
 _BUNDLED = ""  # combo data for "the bundled model" (Settings.default_model None)
 _PROMPT_DELAY_MS = 600  # the system prompt is saved once typing pauses, not per keystroke
@@ -85,50 +85,11 @@ def _hint(text: str, name: str = "") -> QLabel:
     return label
 
 
-class _SpinBox(QSpinBox):
-    """A spin box whose special value ("Automatic", "Random", "All", "Off") can also be typed."""
-
-    def _is_special(self, text: str) -> bool:
-        special = self.specialValueText().lower()
-        typed = text.removesuffix(self.suffix()).strip().lower()
-        # Any start of the word will do: no number starts with a letter.
-        return bool(special and typed) and special.startswith(typed)
-
-    def validate(self, text: str, pos: int) -> object:
-        if self._is_special(text):
-            return QValidator.State.Acceptable, text, pos
-        return super().validate(text, pos)
-
-    def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt's name
-        return self.minimum() if self._is_special(text) else super().valueFromText(text)
-
-
-def _spin(name: str, lo: int, hi: int, tip: str, step: int = 1, suffix: str = "", special: str = "") -> QSpinBox:
-    spin = _SpinBox()
-    spin.setObjectName(name)
-    spin.setRange(lo, hi)
-    spin.setSingleStep(step)
-    spin.setSuffix(suffix)
-    spin.setSpecialValueText(special)  # shown at the minimum: "Automatic", "All", "Random", "Off"
-    spin.setToolTip(tip)
-    # valueChanged only when editing finishes or an arrow is used, not for every typed digit.
-    spin.setKeyboardTracking(False)
-    spin.setAccelerated(True)
-    spin.setMinimumWidth(150)
-    return spin
-
-
-def _dspin(name: str, lo: float, hi: float, step: float, tip: str, special: str = "") -> QDoubleSpinBox:
-    spin = QDoubleSpinBox()
-    spin.setObjectName(name)
-    spin.setDecimals(2)
-    spin.setRange(lo, hi)
-    spin.setSingleStep(step)
-    spin.setSpecialValueText(special)
-    spin.setToolTip(tip)
-    spin.setKeyboardTracking(False)
-    spin.setMinimumWidth(150)
-    return spin
+def _left_aligned(widget: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.addWidget(widget)
+    row.addStretch(1)
+    return row
 
 
 def _combo(name: str, items: list[tuple[str, str]], tip: str) -> QComboBox:
@@ -275,26 +236,23 @@ class SettingsPage(QWidget):
                                    "when there is one. (llama.cpp uses GPU layers instead.)")
         form.addRow("Device:", self.device_combo)
         cpus = os.cpu_count() or 1
-        self.threads_spin = _spin("threadsSpin", 0, THREADS_MAX, "How many CPU threads generate text. "
+        self.threads_spin = int_spin("threadsSpin", 0, THREADS_MAX, "How many CPU threads generate text. "
                                   f"Automatic uses all {cpus} cores; fewer leaves room for other programs.",
                                   special="Automatic")
         form.addRow("CPU threads:", self.threads_spin)
         lo, hi = CONTEXT_RANGE
-        self.context_size_spin = _spin("contextSizeSpin", lo, hi, "How much text (prompt, chat history and "
+        self.context_size_spin = int_spin("contextSizeSpin", lo, hi, "How much text (prompt, chat history and "
                                        "reply) the model can see at once. Larger needs more memory.",
                                        step=256, suffix=" tokens")
         form.addRow("Context size:", self.context_size_spin)
-        self.gpu_layers_spin = _spin("gpuLayersSpin", -1, 999, "How many layers llama.cpp puts on the GPU. "
+        self.gpu_layers_spin = int_spin("gpuLayersSpin", -1, 999, "How many layers llama.cpp puts on the GPU. "
                                      "All: as many as the model has; 0: CPU only. Lower it if the GPU runs "
                                      "out of memory. No effect without a GPU.", special="All")
         form.addRow("GPU layers:", self.gpu_layers_spin)
         self.reload_button = QPushButton("Reload model with these settings")
         self.reload_button.setObjectName("reloadModelButton")
         self.reload_button.setToolTip("Unload the current model and load it again with the settings above.")
-        row = QHBoxLayout()
-        row.addWidget(self.reload_button)
-        row.addStretch(1)
-        form.addRow("", row)
+        form.addRow("", _left_aligned(self.reload_button))
         self._finish_group(box, form, _hint("These apply the next time a model loads (or now, with the button "
                                             "above).", "engineHint"))
         return box
@@ -309,34 +267,14 @@ class SettingsPage(QWidget):
         self.system_prompt_edit.setTabChangesFocus(True)
         self.system_prompt_edit.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         form.addRow("System prompt:", self.system_prompt_edit)
-        self.temperature_spin = _dspin("temperatureSpin", 0.0, 5.0, 0.05, "How adventurous the wording is. "
-                                       "0: always the most likely word; around 0.7: natural; above 1: wild.")
-        form.addRow("Temperature:", self.temperature_spin)
-        self.top_p_spin = _dspin("topPSpin", 0.01, 1.0, 0.05, "Top-p: pick only from the most likely words "
-                                 "that together make up this share of the probability. 1: no limit.")
-        form.addRow("Top-p:", self.top_p_spin)
-        self.top_k_spin = _spin("topKSpin", 0, 1000, "Top-k: pick only from this many most likely words. "
-                                "Off: no limit.", special="Off")
-        form.addRow("Top-k:", self.top_k_spin)
-        self.min_p_spin = _dspin("minPSpin", 0.0, 1.0, 0.01, "Min-p: drop words less likely than this share "
-                                 "of the most likely one. Off: keep all.", special="Off")
-        form.addRow("Min-p:", self.min_p_spin)
-        self.repeat_penalty_spin = _dspin("repeatPenaltySpin", 0.5, 3.0, 0.05, "Makes recently used words less "
-                                          "likely, against loops. 1: off; 1.1: mild.")
-        form.addRow("Repeat penalty:", self.repeat_penalty_spin)
-        self.max_tokens_spin = _spin("maxTokensSpin", 1, CONTEXT_RANGE[1], "The longest reply, in tokens "
-                                     "(a token is about three quarters of a word).", step=128, suffix=" tokens")
-        form.addRow("Max reply length:", self.max_tokens_spin)
-        self.seed_spin = _spin("seedSpin", -1, 2**31 - 1, "Random: a different reply each time. A number: the "
-                               "same settings and prompt give the same reply again.", special="Random")
-        form.addRow("Seed:", self.seed_spin)
+        # The same fields, ranges and explanations as a chat's own settings (one definition).
+        for key, (label, spin) in sampling_spins().items():
+            setattr(self, f"{key}_spin", spin)
+            form.addRow(f"{label}:", spin)
         self.reset_new_chat_button = QPushButton("Restore defaults")
         self.reset_new_chat_button.setObjectName("resetNewChatButton")
         self.reset_new_chat_button.setToolTip("Clear the system prompt and set the values above to the defaults.")
-        row = QHBoxLayout()
-        row.addWidget(self.reset_new_chat_button)
-        row.addStretch(1)
-        form.addRow("", row)
+        form.addRow("", _left_aligned(self.reset_new_chat_button))
         self._finish_group(box, form, _hint("Used by chats you start from now on; open chats keep their own "
                                             "settings.", "newChatsHint"))
         return box
@@ -348,7 +286,7 @@ class SettingsPage(QWidget):
                                   "System follows your computer's light or dark mode.")
         form.addRow("Theme:", self.theme_combo)
         lo, hi = FONT_RANGE
-        self.font_size_spin = _spin("fontSizeSpin", lo, hi, "Text size across the app, in points.", suffix=" pt")
+        self.font_size_spin = int_spin("fontSizeSpin", lo, hi, "Text size across the app, in points.", suffix=" pt")
         form.addRow("Font size:", self.font_size_spin)
         self._finish_group(box, form)
         return box
@@ -367,10 +305,7 @@ class SettingsPage(QWidget):
         self.reload_button.clicked.connect(self._request_reload)
         self.system_prompt_edit.textChanged.connect(self._prompt_timer.start)
         for key, spin in self._sampling_spins().items():
-            if key == "seed":
-                spin.valueChanged.connect(lambda v: self._commit_sampling("seed", None if v < 0 else v))
-            else:
-                spin.valueChanged.connect(lambda v, key=key: self._commit_sampling(key, v))
+            spin.valueChanged.connect(lambda _v, key=key, spin=spin: self._commit_sampling(key, spin_value(key, spin)))
         self.reset_new_chat_button.clicked.connect(self._reset_new_chat)
         self.theme_combo.currentIndexChanged.connect(lambda _i: self._commit(theme=self.theme_combo.currentData()))
         self.font_size_spin.valueChanged.connect(lambda v: self._commit(font_size=v))
@@ -414,8 +349,7 @@ class SettingsPage(QWidget):
             self.system_prompt_edit.setPlainText(s.system_prompt)
         values = self._sampling_values(s)
         for key, spin in self._sampling_spins().items():
-            value = values[key]
-            spin.setValue(-1 if key == "seed" and value is None else value)
+            show_value(key, spin, values[key])
         self._select(self.theme_combo, s.theme)
         self.font_size_spin.setValue(s.font_size)
         self._update_enabled()
