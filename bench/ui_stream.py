@@ -196,6 +196,9 @@ def main() -> int:
           f"median {statistics.median(first) * 1000:.3f} ms")
     print(f"                          last 10 % mean {statistics.mean(last) * 1000:.3f} ms, "
           f"median {statistics.median(last) * 1000:.3f} ms")
+    deciles = [statistics.median(costs[i * tenth:(i + 1) * tenth]) * 1000 for i in range(10)]
+    print("median per tenth (ms):   ", " ".join(f"{d:.3f}" for d in deciles))
+    print(f"last / first (medians):   {statistics.median(last) / statistics.median(first):.2f}")
     print(f"last / first (means):     {statistics.mean(last) / statistics.mean(first):.2f} (target <= 1.5)")
     worst = sorted(range(n), key=costs.__getitem__)[-5:]
     print(f"slowest single token:     {max(costs) * 1000:.1f} ms (the five slowest: "

@@ -71,6 +71,7 @@ class TranscriptView(QTextBrowser):
         self._live_text: list[str] = []
         self._tail_start = 0
         self._tail = ""
+        self._cursor: QTextCursor | None = None  # at the end of the live reply
 
     # -- what is shown ----------------------------------------------------------------------------
     def set_dark(self, dark: bool) -> None:
@@ -143,14 +144,15 @@ class TranscriptView(QTextBrowser):
         bar = self.verticalScrollBar()
         follow = bar.value() >= bar.maximum() - 4  # keep following only if the user has not scrolled up
         self._live_text.append(text)
-        cursor = self._end_cursor()
-        cursor.insertText(text)
+        if self._cursor is None:
+            self._cursor = self._end_cursor()
+        self._cursor.insertText(text)  # the cursor stays at the end: no search for the end per token
         self._tail += text
         if "\n" in text:
             stable = stable_prefix_length(self._tail)
             if stable:
                 self._commit(stable)
-        if follow:
+        if follow and bar.value() != bar.maximum():
             bar.setValue(bar.maximum())
 
     def live_text(self) -> str:
@@ -178,6 +180,7 @@ class TranscriptView(QTextBrowser):
         self._tail = rest
         if rest:
             cursor.insertText(rest)
+        self._cursor = cursor
 
     # -- rendering --------------------------------------------------------------------------------
     def _render(self, keep_scroll: bool = True) -> None:
@@ -194,9 +197,10 @@ class TranscriptView(QTextBrowser):
         if self._live is None:
             parts.extend(self._note_html(n) for n in self._notes)
         self.setHtml("".join(parts))
+        self._cursor = None
         if self._live is not None:
-            cursor = self._fresh_block()
-            self._tail_start = cursor.position()
+            self._cursor = self._fresh_block()
+            self._tail_start = self._cursor.position()
             self._tail = ""
         if keep_scroll and not at_end:
             bar.setValue(previous)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
-
-import shutil
 
 from desktop_llm.core.models import import_model, ref_for_path
 from desktop_llm.core.settings import settings_path
