@@ -4,6 +4,7 @@ and a status bar with the model, context use, the last reply's speed and the eng
 
 from __future__ import annotations
 
+import gc
 import html
 from typing import Any
 
@@ -126,6 +127,9 @@ class MainWindow(QMainWindow):
         self.settings_page.reload_requested.connect(self.reload_model)
         theme_notifier().changed.connect(self.chat.set_dark)
         self.chat.set_dark(is_dark())
+        # Everything made so far (modules, widgets) lives as long as the window: keep it out of the
+        # cyclic GC's full collections, which otherwise stall the GUI ~45 ms mid-reply (measured).
+        gc.freeze()
         self.background.run(markdown_warm_up, None, lambda _exc: None)
         self.background.run(list_local_models, self.settings_page.set_models, lambda _exc: None)
 
