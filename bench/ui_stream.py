@@ -9,6 +9,10 @@ connection. Figures:
   i.e. no re-rendering of the whole reply per token);
 - the one-time render when the reply ends.
 
+The chat holds ``--history`` earlier messages, so the view scrolls from the first token on, as in
+a chat with some history; with ``--history 0`` the first lines fit without scrolling and are
+cheaper, which shows as a step after the first tenth, not as growth with the reply's length.
+
 By default a Markdown-rich reply (paragraphs, lists, code blocks, a table) is streamed at
 ``--rate`` tokens/s; ``--engine`` streams a real 4,000-token reply from the bundled model instead.
 
@@ -114,6 +118,8 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=4000)
     parser.add_argument("--rate", type=float, default=200.0, help="tokens per second (synthetic stream)")
     parser.add_argument("--engine", action="store_true", help="stream a real reply from the bundled model")
+    parser.add_argument("--history", type=int, default=8,
+                        help="earlier messages in the chat (0: an empty chat, whose first lines need no scrolling)")
     args = parser.parse_args()
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -124,7 +130,16 @@ def main() -> int:
     else:
         engine = SyntheticEngine(synthetic_tokens(args.tokens), args.rate)
         settings = Settings()
-    window = MainWindow(engine, ChatPersistence(ChatStore(home / "chats.db"), Background()), settings)
+    store = ChatStore(home / "chats.db")
+    history_id = None
+    if args.history:
+        conv = store.create_conversation("Earlier questions")
+        history_id, parent = conv.id, None
+        for i in range(args.history):
+            role = "user" if i % 2 == 0 else "assistant"
+            parent = store.add_message(conv.id, role, f"Message {i}: " + "a few words about the topic. " * 12,
+                                       parent).id
+    window = MainWindow(engine, ChatPersistence(store, Background()), settings)
     window.resize(1200, 800)
     window.show()
     page = window.chat
@@ -161,6 +176,11 @@ def main() -> int:
 
     page.input.setPlainText("Explain how a language model writes a reply, with code." if not args.engine
                             else "Write a very long essay about the history of computing, with examples.")
+    if history_id is not None:
+        page.open_conversation(history_id)
+        while len(page.path) < args.history:
+            app.processEvents()
+            time.sleep(0.005)
     # Start-up work (model list, Markdown warm-up) finishes first, as it does before a user has typed.
     window.persistence.background.drain()
     settle = time.perf_counter() + 0.5
@@ -188,6 +208,7 @@ def main() -> int:
         pairs = sorted(((b - a, a - started) for a, b in zip(beats, beats[1:], strict=False)
                         if a >= started and b <= stream_end), reverse=True)[:6]
         print("largest gaps (ms, at s):", [(round(g * 1000, 1), round(t, 2)) for g, t in pairs])
+    print(f"chat before the reply:    {args.history} messages")
     print(f"tokens streamed:          {n} in {stream_end - started:.1f} s "
           f"({'bundled model' if args.engine else f'synthetic, {args.rate:.0f} tok/s'})")
     print(f"reply length:             {len(page.path[-1].content):,} characters")
