@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import psutil
+from cli_cold_start import peak_watch  # bench/ is on sys.path when run as a script
 
 
 def child() -> int:
@@ -71,20 +72,6 @@ def seed(home: Path) -> None:
     store.close()
 
 
-def watch(proc: psutil.Process, peaks: dict[str, float], stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            peaks["app"] = max(peaks["app"], proc.memory_info().rss)
-            for kid in proc.children():
-                peaks["engine"] = max(peaks["engine"], kid.memory_info().rss)
-            maps = Path(f"/proc/{proc.pid}/maps").read_text()
-            if "libtorch" in maps or "libllama" in maps:
-                peaks["heavy"] = 1
-        except (psutil.Error, OSError):
-            return
-        time.sleep(0.005)
-
-
 def main() -> int:
     if "--child" in sys.argv:
         return child()
@@ -103,7 +90,7 @@ def main() -> int:
                                 stderr=subprocess.DEVNULL, env=env, text=True)
         peaks = {"app": 0.0, "engine": 0.0, "heavy": 0}
         stop = threading.Event()
-        watcher = threading.Thread(target=watch, args=(psutil.Process(proc.pid), peaks, stop), daemon=True)
+        watcher = threading.Thread(target=peak_watch, args=(psutil.Process(proc.pid), peaks, stop), daemon=True)
         watcher.start()
         line = proc.stdout.readline()
         proc.wait(timeout=60)

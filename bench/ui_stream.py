@@ -151,7 +151,6 @@ def main() -> int:
             app.processEvents()
             time.sleep(0.01)
         # No end-of-generation tokens (SmolLM2: 0 and 2), so the reply runs the full length.
-        page.conv.params = {"max_tokens": args.tokens, "temperature": 0.8, "seed": 1}
         page.settings = Settings(context_size=8192, sampling={"repeat_penalty": 1.1})
         original = page.chat_params
         page.chat_params = lambda: original().with_updates(logit_bias={0: -100.0, 2: -100.0})  # type: ignore[method-assign]
@@ -181,6 +180,8 @@ def main() -> int:
         while len(page.path) < args.history:
             app.processEvents()
             time.sleep(0.005)
+    if args.engine:  # the chat's own settings (set after it is opened): the full length, reproducibly
+        page.conv.params = {"max_tokens": args.tokens, "temperature": 0.8, "seed": 1}
     # Start-up work (model list, Markdown warm-up) finishes first, as it does before a user has typed.
     window.persistence.background.drain()
     settle = time.perf_counter() + 0.5
