@@ -306,8 +306,7 @@ class ChatPage(QWidget):
             return
         self._reply_parts.append(event["text"])
         self.transcript.append_reply(event["text"])
-        reply_id, parts = self._reply.id, self._reply_parts
-        self.persistence.reply_grew(reply_id, lambda: "".join(parts))
+        self.persistence.reply_grew(self._reply.id, self._reply_parts)
 
     def _on_finished(self, done: dict[str, Any]) -> None:
         if self._reply is None:

@@ -86,12 +86,12 @@ class ChatPersistence:
         self.background.run(lambda: self.store.add_message(
             msg.conversation_id, msg.role, msg.content, msg.parent_id, msg.status, msg.meta, message_id=msg.id))
 
-    def reply_grew(self, message_id: str, current_text: Callable[[], str]) -> None:
-        """Called per token; writes (and builds the text) only when a save is due."""
+    def reply_grew(self, message_id: str, parts: list[str]) -> None:
+        """Called per token with the reply's pieces so far; joins and writes them only when a save is due."""
         now = time.monotonic()
         if now - self._last_save >= SAVE_EVERY_SECONDS:
             self._last_save = now
-            text = current_text()
+            text = "".join(parts)
             self.background.run(lambda: self.store.update_message(message_id, content=text))
 
     def finish_reply(self, message_id: str, text: str, status: str, meta: dict[str, Any]) -> None:

@@ -39,7 +39,6 @@ class QtEngine(QObject):
         self.client.on_state = self._on_client_state
         self._stream: GenerationStream | None = None
         self.loaded_info: dict[str, Any] | None = None
-        self.loading = False
         self._generating = False
         self._call_back.connect(lambda callback, value: callback(value))
 
@@ -48,7 +47,8 @@ class QtEngine(QObject):
         return self._generating
 
     def _on_client_state(self, state: str) -> None:
-        self.state_changed.emit(state)
+        # A restart during a reply reports "ready" before the reply runs: the engine is busy with it.
+        self.state_changed.emit("busy" if state == "ready" and self._generating else state)
         if state == "crashed" and self.loaded_info is not None:
             # Bring the engine and the model back now, so the next message does not wait for it.
             threading.Thread(target=self._restart, name="engine-restart", daemon=True).start()
@@ -60,19 +60,15 @@ class QtEngine(QObject):
             pass  # the next request tries again, and reports what goes wrong
 
     def load(self, model: ModelRef | None, backend: str = "auto", options: dict[str, Any] | None = None) -> None:
-        self.loading = True
-
         def work() -> None:
             self.state_changed.emit("loading")
             try:
                 info = self.client.load(model, backend=backend, options=options, on_event=self._on_load_event)
             except DesktopLLMError as exc:
-                self.loading = False
                 self.loaded_info = None
                 self.load_failed.emit(str(exc))
                 self.state_changed.emit(self.client.state)
                 return
-            self.loading = False
             self.loaded_info = info
             self.loaded.emit(info)
             self.state_changed.emit("ready")
@@ -97,28 +93,30 @@ class QtEngine(QObject):
 
     def generate(self, messages: list[dict[str, str]], params: SamplingParams, fit_context: bool = True) -> None:
         self._generating = True  # busy from this call on, so a second send cannot slip in before the thread runs
+        self.state_changed.emit("busy")
 
         def work() -> None:
-            self.state_changed.emit("busy")
             try:
                 self._stream = self.client.generate(messages=messages, params=params, on_event=self._on_event,
                                                     fit_context=fit_context)
                 self._stream.wait()
             except DesktopLLMError as exc:
-                self._generating = False
+                self._end_generation()
                 self.failed.emit(str(exc))
-            finally:
-                self._generating = False
-                self.state_changed.emit(self.client.state)
 
         threading.Thread(target=work, name="engine-generate", daemon=True).start()
+
+    def _end_generation(self) -> None:
+        # Before the reply's last signal, so its receivers see an idle engine and may start the next reply.
+        self._generating = False
+        self.state_changed.emit(self.client.state)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "token":
             self.token.emit(event)
         elif kind == "done":
-            self._generating = False  # before the signal: its receiver may start the next reply at once
+            self._end_generation()
             self.finished.emit(event)
 
     def count_tokens(self, text: str, on_result: Callable[[int], None]) -> None:

@@ -115,8 +115,6 @@ class MainWindow(QMainWindow):
         engine.loaded.connect(self._on_loaded)
         engine.load_failed.connect(self._on_load_failed)
         engine.unloaded.connect(self._on_unloaded)
-        engine.finished.connect(lambda _done: self._on_state(self.engine.client.state))
-        engine.failed.connect(lambda _message: self._on_state(self.engine.client.state))
         self.chat.context_changed.connect(self._on_context)
         self.chat.reply_done.connect(self._on_reply_done)
         self.chat.model_wanted.connect(self._on_model_wanted)
@@ -226,11 +224,6 @@ class MainWindow(QMainWindow):
 
     # -- status bar -------------------------------------------------------------------------------
     def _on_state(self, state: str) -> None:
-        # Engine threads report states in their own order; what the window shows follows the facts.
-        if state == "busy" and not self.engine.busy:
-            state = self.engine.client.state
-        elif state == "ready" and self.engine.busy:
-            state = "busy"
         self.engine_state.setText(_STATE_TEXT.get(state, f"Engine: {state}"))
 
     def _on_context(self, used: int, limit: int, exact: bool) -> None:

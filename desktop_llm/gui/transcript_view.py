@@ -64,8 +64,8 @@ class TranscriptView(QTextBrowser):
         self._dark = False
         self._first_shown = 0
         self._model_names: dict[str, str] = {}
-        # Rendered Markdown bodies by (id, content, dark): switching branches or themes re-renders cheaply.
-        self._cache: OrderedDict[tuple[str, str, bool], tuple[str, list[str]]] = OrderedDict()
+        # Rendered Markdown bodies by (id, content, dark, first Copy number): switching branches or themes is cheap.
+        self._cache: OrderedDict[tuple[str, str, bool, int], tuple[str, list[str]]] = OrderedDict()
         # The live reply: its text, where its not-yet-rendered tail starts, and the text of that tail.
         self._live: Message | None = None
         self._live_text: list[str] = []
@@ -133,9 +133,6 @@ class TranscriptView(QTextBrowser):
 
     def plain_text(self) -> str:
         return self.toPlainText()
-
-    def code_blocks(self) -> list[str]:
-        return list(self._code)
 
     # -- the live reply ---------------------------------------------------------------------------
     def append_reply(self, text: str) -> None:
@@ -277,10 +274,11 @@ class TranscriptView(QTextBrowser):
         return f'<p><i style="color:{color}">{html.escape(note.text)}</i>{action}</p>'
 
     def _markdown(self, message: Message) -> str:
-        key = (message.id, message.content, self._dark)
+        start = len(self._code)  # this message's code blocks continue the view's Copy numbering
+        key = (message.id, message.content, self._dark, start)
         cached = self._cache.get(key)
         if cached is None:
-            rendered = render_markdown(message.content, dark=self._dark)
+            rendered = render_markdown(message.content, dark=self._dark, block_id_start=start)
             cached = (rendered.html, rendered.code_blocks)
             self._cache[key] = cached
             if len(self._cache) > 2 * SHOW_AT_ONCE:
@@ -288,12 +286,7 @@ class TranscriptView(QTextBrowser):
         else:
             self._cache.move_to_end(key)
         body, blocks = cached
-        # Code block numbers are per render; shift this message's Copy links to the global numbering.
-        start = len(self._code)
         self._code.extend(blocks)
-        if start and blocks:
-            for i in reversed(range(len(blocks))):
-                body = body.replace(f'href="copy-code:{i}"', f'href="copy-code:{start + i}"')
         return body
 
     # -- cursor helpers ---------------------------------------------------------------------------
