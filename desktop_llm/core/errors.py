@@ -66,6 +66,62 @@ class EngineError(DesktopLLMError):
     code = "engine_error"
 
 
+class HubError(DesktopLLMError):
+    """Talking to the Hugging Face Hub (or a mirror) failed."""
+
+    code = "hub_error"
+
+
+class NoNetwork(HubError):
+    code = "no_network"
+
+
+class RepoNotFound(HubError):
+    code = "repo_not_found"
+
+
+class GatedRepo(HubError):
+    """The repository needs its terms accepted on the Hub; ``url`` is the page to accept them."""
+
+    code = "gated_repo"
+
+    def __init__(self, message: str, hint: str = "", url: str = "") -> None:
+        super().__init__(message, hint)
+        self.url = url
+
+
+class TokenInvalid(HubError):
+    """The Hub token is wrong or expired (never echoed in the message)."""
+
+    code = "token_invalid"
+
+
+class AccessDenied(HubError):
+    """The token is valid but lacks access to this repository."""
+
+    code = "access_denied"
+
+
+class RateLimited(HubError):
+    code = "rate_limited"
+
+
+class DownloadError(DesktopLLMError):
+    """A download failed for a reason other than the Hub refusing it."""
+
+    code = "download_failed"
+
+
+class ChecksumMismatch(DownloadError):
+    """The downloaded bytes do not match the Hub's SHA-256; they were discarded."""
+
+    code = "checksum_mismatch"
+
+
+class DiskFull(DownloadError):
+    code = "disk_full"
+
+
 _BY_CODE = {
     cls.code: cls
     for cls in (
@@ -79,6 +135,16 @@ _BY_CODE = {
         ContextOverflow,
         EngineCrashed,
         EngineError,
+        HubError,
+        NoNetwork,
+        RepoNotFound,
+        GatedRepo,
+        TokenInvalid,
+        AccessDenied,
+        RateLimited,
+        DownloadError,
+        ChecksumMismatch,
+        DiskFull,
     )
 }
 
