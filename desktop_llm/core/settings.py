@@ -25,6 +25,8 @@ THEMES = ("system", "light", "dark")
 CONTEXT_RANGE = (256, 131072)
 FONT_RANGE = (7, 24)
 THREADS_MAX = 1024
+PARALLEL_DOWNLOADS = (1, 8)
+DEFAULT_HUB = "https://huggingface.co"
 # The sampling values a user sets as defaults for new chats; the rest stay per chat.
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed")
 _INT_SAMPLING = {"top_k", "max_tokens", "seed"}
@@ -71,6 +73,13 @@ class Settings:
     system_prompt: str = ""  # default system prompt for new chats
     # Default SamplingParams overrides for new chats; keys from SAMPLING_KEYS only.
     sampling: dict[str, Any] = field(default_factory=dict)
+    # The Hub (or a mirror); empty: $HF_ENDPOINT, else https://huggingface.co.
+    hub_endpoint: str = ""
+    parallel_downloads: int = 2
+
+    def hub_url(self) -> str:
+        """The Hub endpoint to use, without a trailing slash."""
+        return (self.hub_endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HUB).rstrip("/")
 
     def problems(self) -> list[tuple[str, str]]:
         """Every (field name, user-facing message) for a value out of range; empty when all is well."""
@@ -104,6 +113,12 @@ class Settings:
         check("font_size", _is_int(self.font_size) and lo <= self.font_size <= hi,
               f"Font size must be between {lo} and {hi} points, not {self.font_size!r}.")
         check("system_prompt", isinstance(self.system_prompt, str), "The default system prompt must be text.")
+        check("hub_endpoint", isinstance(self.hub_endpoint, str)
+              and (self.hub_endpoint == "" or self.hub_endpoint.startswith(("http://", "https://"))),
+              f"The Hub address must start with http:// or https://, not {self.hub_endpoint!r}.")
+        lo, hi = PARALLEL_DOWNLOADS
+        check("parallel_downloads", _is_int(self.parallel_downloads) and lo <= self.parallel_downloads <= hi,
+              f"Parallel downloads must be between {lo} and {hi}, not {self.parallel_downloads!r}.")
         if not isinstance(self.sampling, dict):
             out.append(("sampling", "Sampling defaults must be a mapping of parameter names to values."))
         else:
