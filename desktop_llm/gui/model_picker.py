@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from desktop_llm.core.errors import DesktopLLMError
 from desktop_llm.core.models import ModelRef, import_model, list_local_models, ref_for_path
+from desktop_llm.core.units import format_bytes
 from desktop_llm.gui.background import Background
 
 _FORMATS = {"gguf": "GGUF", "hf": "Transformers folder"}
@@ -42,22 +43,13 @@ _LOADED_MARK = "● loaded"
 _ERROR_COLOR = "#d9534f"  # readable on light and dark palettes
 
 
-def format_size(size_bytes: int) -> str:
-    """Disk size as people read it in a file manager (decimal units): "98 MB", "4.1 GB"."""
-    if size_bytes >= 1_000_000_000:
-        return f"{size_bytes / 1e9:.1f} GB"
-    if size_bytes >= 10_000_000:
-        return f"{size_bytes / 1e6:.0f} MB"
-    return f"{size_bytes / 1e6:.1f} MB"
-
-
 def describe(ref: ModelRef) -> str:
     """The second line of a row: format · size · architecture · context · source (or the error)."""
     if ref.error:
         return ref.error
     parts = [_FORMATS.get(ref.format, ref.format)]
     if ref.size_bytes:
-        parts.append(format_size(ref.size_bytes))
+        parts.append(format_bytes(ref.size_bytes))
     if ref.architecture:
         parts.append(ref.architecture)
     if ref.context_length:

@@ -110,7 +110,7 @@ def test_models_lists_bundled_model_with_facts():
     out = subprocess.run([*CLI, "models"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     line = next(line for line in out.stdout.splitlines() if line.startswith("bundled:"))
-    assert "GGUF" in line and "93.8 MB" in line and "llama" in line and "8192" in line
+    assert "GGUF" in line and "98 MB" in line and "llama" in line and "8192" in line
     listed = json.loads(subprocess.run([*CLI, "models", "--json"], capture_output=True, text=True).stdout)
     assert listed[0]["source"] == "bundled"
 
