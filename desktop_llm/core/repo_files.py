@@ -17,3 +17,17 @@ class RepoFile:
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+
+# Files a transformers model needs besides its weights: config, tokenizer, chat template.
+_SIDE_FILES = (".json", ".jinja", ".model", ".txt", ".tiktoken")
+
+
+def transformers_files(files: list[RepoFile] | tuple[RepoFile, ...]) -> list[RepoFile]:
+    """What to download for a transformers model: safetensors weights and the small top-level files beside them.
+
+    Pickled ``.bin`` weights are left out on purpose: safetensors cannot run code when loaded.
+    """
+    weights = [f for f in files if f.path.endswith(".safetensors") and "/" not in f.path]
+    side = [f for f in files if f.path.endswith(_SIDE_FILES) and "/" not in f.path]
+    return weights + side
