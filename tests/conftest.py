@@ -17,6 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HF_HUB_CACHE"] = str(base / "hf-cache")
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    os.environ["PYTHON_KEYRING_BACKEND"] = "tests.memory_keyring.MemoryKeyring"
 
 
 @pytest.fixture(scope="session")

@@ -216,6 +216,12 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.fake._conns.add(self.connection)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the client hung up between requests (it read only the start of a file): not a server error
+
     def finish(self) -> None:
         self.fake._conns.discard(self.connection)
         try:
@@ -370,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
         if rng and rng.startswith("bytes=") and not self.fake.faults.ignore_range:
             first, _, last = rng[6:].partition("-")
             start = int(first or 0)
-            end = int(last) + 1 if last else file.size
+            end = min(int(last) + 1, file.size) if last else file.size  # a range past the end is clamped (RFC 9110)
             if start >= file.size:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{file.size}")
