@@ -118,3 +118,7 @@ def gguf_with_template(bundled_ref, tmp_path_factory):
         return made[template]
 
     return make
+
+
+# The Hub look-alike's fixtures, for the hub, CLI and GUI tests alike.
+from tests.hub.hub_fixtures import fake_hub, populated_hub  # noqa: E402, F401

@@ -128,6 +128,8 @@ class Faults:
     rate_limited: int = 0  # the next n API requests get 429
     slow: dict[str, float] = field(default_factory=dict)  # file -> bytes per second
     ignore_range: bool = False  # answer 200 with the whole file even when a Range was asked
+    # file -> (status, times): a GET of its bytes is answered with this error (429 says Retry-After: 1)
+    http_error: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class FakeHub:
@@ -369,6 +371,8 @@ class _Handler(BaseHTTPRequestHandler):
         if file is None:
             self._error(404, "EntryNotFound", f"{filename} does not exist on \"{revision}\"")
             return
+        if self.command == "GET" and self._http_error_fault(file.name):
+            return
         etag = f'"{file.sha256 if file.lfs else file.git_sha1}"'
         start, end = 0, file.size
         status = 200
@@ -399,6 +403,22 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         self._send_body(file, start, end)
+
+    def _http_error_fault(self, name: str) -> bool:
+        """Answer with the armed ``http_error`` fault for this file, if any (True when it did)."""
+        with self.fake._lock:
+            status, times = self.fake.faults.http_error.get(name, (0, 0))
+            if times <= 0:
+                return False
+            if times == 1:
+                del self.fake.faults.http_error[name]
+            else:
+                self.fake.faults.http_error[name] = (status, times - 1)
+        headers = {"X-Error-Message": f"Error {status}"}
+        if status == 429:
+            headers["Retry-After"] = "1"
+        self._send_json(status, {"error": f"Error {status}"}, headers)
+        return True
 
     def _send_body(self, file: FakeFile, start: int, end: int) -> None:
         faults = self.fake.faults

@@ -19,7 +19,7 @@ from desktop_llm.core.errors import (
     TokenInvalid,
 )
 from desktop_llm.hub.client import HubClient, card_excerpt, hub_error
-from tests.hub.conftest import GGUF_REPO
+from tests.hub.hub_fixtures import GGUF_REPO
 
 ALICE = "hf_testtokenvalue123456"
 BOB = "hf_noaccesstoken987654"

@@ -13,7 +13,7 @@ from keyring.errors import KeyringError, KeyringLocked, PasswordDeleteError
 
 from desktop_llm.hub.client import HubClient
 from desktop_llm.hub.token_store import NO_SECURE_KEYRING, TokenStore, is_secure_backend
-from tests.hub.conftest import GGUF_REPO
+from tests.hub.hub_fixtures import GGUF_REPO
 
 ALICE = "hf_testtokenvalue123456"
 

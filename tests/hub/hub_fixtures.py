@@ -1,4 +1,5 @@
-"""Hub tests: a Hub look-alike on 127.0.0.1 (``fake_hub``) and repos built from the bundled model."""
+"""The Hub look-alike on 127.0.0.1 (``fake_hub``) and repos built from the bundled model; fixtures for every
+test directory (registered in tests/conftest.py)."""
 
 from __future__ import annotations
 
