@@ -7,6 +7,7 @@ import sys
 
 from desktop_llm import __version__
 from desktop_llm.cli.args import add_model_args, add_sampling_args
+from desktop_llm.cli.models_parser import add_models_parser
 from desktop_llm.core.errors import DesktopLLMError
 
 
@@ -30,9 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(gen)
     add_sampling_args(gen)
 
-    models = sub.add_parser("models", help="list local models")
-    models.add_argument("--json", action="store_true")
-    models.add_argument("--import", dest="import_path", metavar="PATH", help="add a GGUF file or model folder")
+    add_models_parser(sub)
 
     doctor = sub.add_parser("doctor", help="versions, backends, devices and data folders")
     doctor.add_argument("--json", action="store_true")
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "generate":
             from desktop_llm.cli.commands import run_generate as run
         elif args.command == "models":
-            from desktop_llm.cli.commands import run_models as run
+            from desktop_llm.cli.models_commands import run
         else:
             from desktop_llm.cli.commands import run_doctor as run
         return run(args)

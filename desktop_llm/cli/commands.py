@@ -11,7 +11,7 @@ import sys
 from desktop_llm import __version__
 from desktop_llm.cli.args import load_options, sampling_params
 from desktop_llm.cli.common import load_model, make_client, stats_line
-from desktop_llm.core.models import bundled_model_path, import_model, list_local_models
+from desktop_llm.core.models import bundled_model_path
 from desktop_llm.core.paths import app_home, cache_dir, hf_hub_cache, logs_dir
 from desktop_llm.core.units import format_bytes
 
@@ -41,30 +41,6 @@ def run_generate(args: argparse.Namespace) -> int:
         if not args.json:
             sys.stdout.write("\n")
             print(stats_line(stream.result), file=sys.stderr)
-    return 0
-
-
-def run_models(args: argparse.Namespace) -> int:
-    if args.import_path:
-        ref = import_model(args.import_path)
-        print(f"Imported {ref.name} as {ref.id}")
-    models = list_local_models()
-    if args.json:
-        print(json.dumps([m.to_dict() for m in models], indent=1))
-        return 0
-    if not models:
-        print("No local models. Import one with: desktop-llm models --import PATH")
-        return 0
-    rows = [("ID", "FORMAT", "SIZE", "ARCH", "CONTEXT", "SOURCE")]
-    for m in models:
-        rows.append((m.id, m.format.upper(), format_bytes(m.size_bytes), m.architecture or "?",
-                     str(m.context_length or "?"), m.source))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    for m in models:
-        if m.error:
-            print(f"warning: {m.id}: {m.error}", file=sys.stderr)
     return 0
 
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_llm.core.conversation import Conversation, Message
+from desktop_llm.core.presets import preset_named
 from desktop_llm.core.sampling import SamplingParams
 from desktop_llm.core.settings import Settings
 from desktop_llm.core.store import SearchHit
@@ -70,6 +71,7 @@ class ChatPage(QWidget):
         self.settings = settings
         self.path: list[Message] = []
         self.versions: dict[str, tuple[int, int]] = {}
+        self._model_preset: str | None = None  # the loaded model's sampling preset (per-model default)
         self.conv = self._blank_conversation()
         self._saved = False  # whether self.conv is in the store yet
         self._reply: Message | None = None  # the reply streaming now
@@ -181,7 +183,22 @@ class ChatPage(QWidget):
     def _blank_conversation(self) -> Conversation:
         now = time.time()
         return Conversation(new_id(), "New chat", now, now, False, self.settings.system_prompt or None,
-                            None, {})
+                            None, self._preset_params())
+
+    def _preset_params(self) -> dict[str, Any]:
+        """The loaded model's sampling preset (its per-model default), as changes from Settings' defaults."""
+        preset = preset_named(self._model_preset)
+        if preset is None:
+            return {}
+        defaults = self.settings.sampling_params().to_dict()
+        return {k: v for k, v in preset.values.items() if defaults.get(k) != v}
+
+    def set_model_preset(self, name: str | None) -> None:
+        """The sampling preset chosen for the model being loaded; new chats with it start from the preset."""
+        self._model_preset = name
+        if not self._saved and not self.path and not self.busy:
+            self.conv.params = self._preset_params()
+            self._show_chat_settings()
 
     def chat_params(self) -> SamplingParams:
         """The parameters this chat's replies use: Settings' defaults with the chat's own changes."""

@@ -130,6 +130,18 @@ class QtEngine(QObject):
 
         threading.Thread(target=work, name="engine-count", daemon=True).start()
 
+    def device_report(self, on_result: Callable[[dict[str, Any]], None]) -> None:
+        """The engine's report of RAM, GPUs and VRAM (it asks torch and llama.cpp), on the GUI thread."""
+        def work() -> None:
+            try:
+                report = self.client.info(devices=True).get("devices")
+            except DesktopLLMError:
+                return  # the fit estimates keep assuming no GPU offload
+            if report:
+                self._call_back.emit(on_result, report)
+
+        threading.Thread(target=work, name="engine-devices", daemon=True).start()
+
     def stop(self) -> None:
         if self._stream is not None:
             self._stream.cancel()

@@ -1,4 +1,4 @@
-"""The main window: a sidebar of pages (Chat, Settings), the model in use with its load progress,
+"""The main window: a sidebar of pages (Chat, Models, Settings), the model in use with its load progress,
 and a status bar with the model, context use, the last reply's speed and the engine's state.
 """
 
@@ -22,13 +22,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_llm.core.model_library import effective_load_options, load_model_defaults
 from desktop_llm.core.models import ModelRef, list_local_models, resolve_model
 from desktop_llm.core.settings import Settings, save_settings
 from desktop_llm.gui.chat_page import ChatPage
 from desktop_llm.gui.chat_persistence import ChatPersistence
 from desktop_llm.gui.engine_bridge import QtEngine
+from desktop_llm.gui.hub_services import HubServices
+from desktop_llm.gui.hub_settings_group import HubSettingsGroup
 from desktop_llm.gui.markdown_html import warm_up as markdown_warm_up
 from desktop_llm.gui.model_picker import ModelPicker
+from desktop_llm.gui.models_page import ModelsPage
 from desktop_llm.gui.settings_page import SettingsPage
 from desktop_llm.gui.theme import apply_theme, is_dark, theme_notifier
 
@@ -40,7 +44,8 @@ _STATE_TEXT = {
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, engine: QtEngine, persistence: ChatPersistence, settings: Settings) -> None:
+    def __init__(self, engine: QtEngine, persistence: ChatPersistence, settings: Settings,
+                 hub: HubServices | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.persistence = persistence
@@ -57,8 +62,12 @@ class MainWindow(QMainWindow):
         self.nav.setStyleSheet("QListWidget#pageNav { border: none; } QListWidget#pageNav::item { padding: 9px 10px; }")
         self.pages = QStackedWidget()
         self.chat = ChatPage(engine, persistence, settings)
+        self.hub = hub or HubServices(settings, parent=self)
+        self.models_page = ModelsPage(self.hub, self.background)
         self.settings_page = SettingsPage(settings, [])
-        for name, page in (("Chat", self.chat), ("Settings", self.settings_page)):
+        self.hub_settings = HubSettingsGroup(self.hub)
+        self.settings_page.add_group(self.hub_settings, self.hub_settings.changed)
+        for name, page in (("Chat", self.chat), ("Models", self.models_page), ("Settings", self.settings_page)):
             self.nav.addItem(name)
             self.pages.addWidget(page)
         self.nav.setCurrentRow(0)
@@ -121,6 +130,11 @@ class MainWindow(QMainWindow):
         self.chat.pick_model_requested.connect(self.open_model_picker)
         self.chat.status_message.connect(lambda text: status.showMessage(text, 5000))
         self.chat.transcript.note_action.connect(self._on_note_action)
+        self.models_page.load_requested.connect(self._load_from_models_page)
+        # Whether there is a GPU and its VRAM: the engine knows (the app never imports torch). Asked when the
+        # Models page is first shown, not at start, where it would slow the first model load.
+        self.models_page.first_shown.connect(lambda: engine.device_report(self.hub.set_device_report))
+        self.models_page.status.connect(lambda text: status.showMessage(text, 8000))
         self.settings_page.changed.connect(self._on_settings_changed)
         self.settings_page.reload_requested.connect(self.reload_model)
         theme_notifier().changed.connect(self.chat.set_dark)
@@ -143,11 +157,26 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Stop the reply first (Esc), then pick the model again.", 5000)
             return
         self._model = ref
-        backend = self.settings.backend_for(ref.format)
         self.model_button.setText(f"Loading {ref.name}…")
         self.load_bar.setValue(0)
         self.load_bar.setVisible(True)
-        self.engine.load(ref, backend=backend, options=self.settings.load_options(backend))
+        settings = self.settings
+
+        def start(chosen: tuple[str, dict[str, Any], str | None]) -> None:
+            backend, options, preset = chosen
+            self.chat.set_model_preset(preset)
+            self.engine.load(ref, backend=backend, options=options)
+
+        def read() -> tuple[str, dict[str, Any], str | None]:
+            backend, options = effective_load_options(settings, ref)
+            return backend, options, load_model_defaults(ref.id).sampling_preset
+
+        # Per-model defaults (context, GPU layers, backend, preset) come from disk: read off the GUI thread.
+        self.background.run(read, start, lambda exc: self._on_load_failed(str(exc)))
+
+    def _load_from_models_page(self, ref: ModelRef) -> None:
+        self.load_model(ref)
+        self._show_chat()
 
     def reload_model(self) -> None:
         if self._model is not None:
@@ -194,6 +223,7 @@ class MainWindow(QMainWindow):
         self.chat.on_model_loaded(info)
         if self._picker is not None:
             self._picker.set_loaded(info["model"]["id"])
+        self.models_page.library.set_loaded(info["model"]["id"])
 
     def _on_load_failed(self, message: str) -> None:
         self.load_bar.setVisible(False)
@@ -213,6 +243,7 @@ class MainWindow(QMainWindow):
         self.chat.on_model_unloaded()
         if self._picker is not None:
             self._picker.set_loaded(None)
+        self.models_page.library.set_loaded(None)
 
     def _on_note_action(self, action: str) -> None:
         if action == "retry-load":
@@ -248,6 +279,8 @@ class MainWindow(QMainWindow):
             if isinstance(app, QApplication):
                 apply_theme(app, settings.theme, settings.font_size)
         self.chat.set_settings(settings)
+        self.hub.set_settings(settings)
+        self.hub_settings.show_settings(settings)
 
     # -- shortcuts --------------------------------------------------------------------------------
     def _show_chat(self) -> None:
@@ -263,6 +296,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         self.chat.closing()
+        self.hub.shutdown()
         self.engine.shutdown()
         super().closeEvent(event)
 

@@ -151,6 +151,7 @@ class SettingsPage(QWidget):
         layout.addWidget(self._new_chats_group())
         layout.addWidget(self._appearance_group())
         layout.addStretch(1)
+        self._column = layout
 
         scroll = QScrollArea()
         scroll.setObjectName("settingsScroll")
@@ -329,6 +330,12 @@ class SettingsPage(QWidget):
         self.error_label.hide()
         with _signals_blocked(self.findChildren(QWidget)):
             self._show_settings(settings)
+
+    def add_group(self, box: QGroupBox, changed: Signal | None = None) -> None:
+        """A section built elsewhere (the Hub's); its ``changed`` dict of fields is committed like the others."""
+        self._column.insertWidget(self._column.count() - 1, box)
+        if changed is not None:
+            changed.connect(lambda fields: self._commit(**fields))
 
     def set_models(self, models: list[ModelRef]) -> None:
         """Refill the default model list (it arrives from a background scan)."""

@@ -1,0 +1,74 @@
+"""Qt face of the Hub: search and detail calls on a network thread, the download manager's progress
+as a signal, and the token store. Pages hold one ``HubServices`` and never touch the network themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psutil
+from PySide6.QtCore import QObject, Signal
+
+from desktop_llm.core.fit_estimate import MachineMemory, memory_from_device_report
+from desktop_llm.core.settings import Settings
+from desktop_llm.gui.background import Background
+from desktop_llm.hub.client import HubClient
+from desktop_llm.hub.downloads import DownloadManager, DownloadProgress
+from desktop_llm.hub.token_store import TokenStore
+
+T = TypeVar("T")
+
+
+class HubServices(QObject):
+    """One per window: the Hub client (made per call, with the current address and token), downloads, token."""
+
+    download_progress = Signal(object)  # DownloadProgress, on the GUI thread
+    token_changed = Signal()
+    memory_changed = Signal(object)  # MachineMemory
+
+    def __init__(self, settings: Settings, token_store: TokenStore | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.tokens = token_store or TokenStore()
+        # Hub calls get their own thread: a slow network never holds up chat saves on the disk thread.
+        self.network = Background(self)
+        self.downloads = DownloadManager(endpoint=settings.hub_url(), token_provider=self.tokens.get,
+                                         max_parallel=settings.parallel_downloads,
+                                         on_progress=self.download_progress.emit)
+        vm = psutil.virtual_memory()
+        # RAM is known at once; whether there is a GPU (and its VRAM) comes from the engine, later.
+        self.memory = MachineMemory(ram_total=vm.total, ram_available=vm.available)
+
+    def client(self) -> HubClient:
+        return HubClient(self.settings.hub_url(), self.tokens.get())
+
+    def call(self, job: Callable[[HubClient], T], on_result: Callable[[T], None],
+             on_error: Callable[[Exception], None]) -> None:
+        """Run ``job(client)`` on the network thread; the result or error comes back on the GUI thread."""
+        self.network.run(lambda: job(self.client()), on_result, on_error)
+
+    def set_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        self.downloads.endpoint = settings.hub_url()
+        self.downloads.set_max_parallel(settings.parallel_downloads)
+
+    def set_device_report(self, report: dict[str, Any]) -> None:
+        self.memory = memory_from_device_report(report)
+        self.memory_changed.emit(self.memory)
+
+    def set_token(self, token: str | None) -> None:
+        if token:
+            self.tokens.set(token)
+        else:
+            self.tokens.clear()
+        self.token_changed.emit()
+
+    def progress_of(self, download_id: str) -> DownloadProgress | None:
+        return next((p for p in self.downloads.list() if p.id == download_id), None)
+
+    def shutdown(self) -> None:
+        """Keep partial files (they resume at the next start) and stop the workers."""
+        self.downloads.shutdown()
+        self.network.shutdown()
