@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from desktop_llm.core.errors import InvalidRequest
+from desktop_llm.core.errors import AccessDenied, GatedRepo, InvalidRequest
 from desktop_llm.core.fit_estimate import MachineMemory, estimate_fit, recommend, shape_from_config, shape_from_gguf
 from desktop_llm.core.model_library import delete_model, disk_usage
 from desktop_llm.core.models import import_model, list_local_models, resolve_model
@@ -72,6 +72,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_delete(args: argparse.Namespace) -> int:
     ref = resolve_model(args.model)
+    if ref.source == "bundled":
+        delete_model(ref)  # refuses with the reason (CannotDelete) before anything is asked
     size = disk_usage(ref)
     if not args.yes:
         if not sys.stdin.isatty():
@@ -114,16 +116,22 @@ def _memory() -> MachineMemory:
     return MachineMemory(ram_total=vm.total, ram_available=vm.available)
 
 
-def _choices(client: HubClient, detail: ModelDetail, n_ctx: int) -> tuple[list[QuantChoice], list, int | None]:
+def _choices(client: HubClient, detail: ModelDetail, n_ctx: int, *,
+             need_access: bool = True) -> tuple[list[QuantChoice], list, int | None]:
     choices = group_quants(detail.gguf_files)
     shape = None
     complete = [c for c in choices if c.complete]
-    if complete:
-        meta = client.read_gguf_header(detail.repo_id, detail.commit, complete[0].files[0])
-        shape = shape_from_gguf(meta) if meta else None
-    elif detail.has_safetensors:
-        config = client.read_json(detail.repo_id, detail.commit, "config.json")
-        shape = shape_from_config(config) if config else None
+    try:
+        if complete:
+            meta = client.read_gguf_header(detail.repo_id, detail.commit, complete[0].files[0])
+            shape = shape_from_gguf(meta) if meta else None
+        elif detail.has_safetensors:
+            config = client.read_json(detail.repo_id, detail.commit, "config.json")
+            shape = shape_from_config(config) if config else None
+    except (GatedRepo, AccessDenied):
+        if need_access:
+            raise  # a download: its files cannot be fetched either, so say why now
+        # ``info`` of a gated model: its files and sizes are public, only the fit is less exact.
     memory = _memory()
     estimates = [estimate_fit(c.size, shape, n_ctx, memory) for c in choices]
     return choices, estimates, recommend(choices, estimates)
@@ -133,7 +141,7 @@ def run_info(args: argparse.Namespace) -> int:
     client = _client()
     detail = client.model_detail(args.repo)
     n_ctx = args.context or load_settings().context_size
-    choices, estimates, best = _choices(client, detail, n_ctx)
+    choices, estimates, best = _choices(client, detail, n_ctx, need_access=False)
     if args.json:
         print(json.dumps({
             "repo_id": detail.repo_id, "commit": detail.commit, "license": detail.license, "gated": detail.gated,

@@ -21,6 +21,8 @@ OVERHEAD_FRACTION = 0.05  # 5 % of the weights
 VRAM_USABLE = 0.90  # keep ~10 % of free VRAM for the driver, the desktop and fragmentation
 RAM_USABLE = 0.90  # a model needing up to 90 % of available RAM counts as fitting
 QUALITY_CAP_BPW = 6.6
+# Off the GPU, speed is memory bandwidth over file size: Q4_K_M-class files are the usual balance there.
+QUALITY_CAP_BPW_CPU = 5.0
 QUALITY_FLOOR_BPW = 4.0  # Q4_0/IQ4_XS and up: below this, answers get noticeably worse
 ALL_LAYERS = -1  # gpu_layers when every layer goes to the GPU but the layer count is unknown (llama.cpp's "all")
 
@@ -210,7 +212,8 @@ def recommend(choices: Sequence[QuantChoice], estimates: Sequence[FitEstimate]) 
 
     Below about 4 bits per weight quality drops fast, so a usable quality comes first: among the choices
     of at least QUALITY_FLOOR_BPW that fit, the best place it can run wins (all on GPU, then partly, then
-    CPU), and there the highest quality up to Q6_K (<= 6.6 bits; more buys little). Only when nothing that
+    CPU), and there the highest quality up to Q6_K (<= 6.6 bits; more buys little) on a GPU, up to Q4_K_M-class
+    (<= 5 bits) otherwise, where every extra bit costs speed. Only when nothing that
     good fits do smaller quantizations compete, by the same rule. Incomplete split sets and files of
     unknown size (whose fit cannot be judged) are never suggested.
     """
@@ -224,7 +227,8 @@ def recommend(choices: Sequence[QuantChoice], estimates: Sequence[FitEstimate]) 
     pool = good or fitting
     best_tier = min(_TIERS[estimates[i].verdict] for i in pool)
     tier = [i for i in pool if _TIERS[estimates[i].verdict] == best_tier]
-    capped = [i for i in tier if (b := choices[i].bits_per_weight) is not None and b <= QUALITY_CAP_BPW]
+    cap = QUALITY_CAP_BPW if best_tier == _TIERS["gpu"] else QUALITY_CAP_BPW_CPU
+    capped = [i for i in tier if (b := choices[i].bits_per_weight) is not None and b <= cap]
     if capped:
         # Highest quality; on a tie (two files of one quantization), the smaller one.
         return max(capped, key=lambda i: (choices[i].bits_per_weight, -choices[i].size, -i))

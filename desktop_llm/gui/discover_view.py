@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QPalette
+from PySide6.QtGui import QBrush, QColor, QPalette
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -85,7 +85,7 @@ class DiscoverView(QWidget):
         self.results.setHeaderLabels(["Model", "Author", "Downloads", "Likes", "Updated", "License", "Access"])
         header = self.results.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)  # names stay whole; the list scrolls sideways when narrow
         self.status = QLabel("Search the Hub, or press Search to see the most downloaded models.")
         self.status.setObjectName("searchStatus")
         self.status.setForegroundRole(QPalette.ColorRole.PlaceholderText)
@@ -109,8 +109,9 @@ class DiscoverView(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(self.detail)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 4)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        split.setSizes([560, 640])
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -158,13 +159,16 @@ class DiscoverView(QWidget):
         self.page = result.page
         self.results.clear()
         for m in result.results:
-            access = "🔒 gated" if m.gated else "open"
-            item = QTreeWidgetItem([m.repo_id, m.author or "", format_count(m.downloads), format_count(m.likes),
+            access = "gated" if m.gated else "open"
+            name = m.repo_id.split("/", 1)[-1]
+            item = QTreeWidgetItem([name, m.author or "", format_count(m.downloads), format_count(m.likes),
                                     format_date(m.last_modified), m.license or "", access])
             item.setData(0, Qt.ItemDataRole.UserRole, m.repo_id)
             item.setToolTip(0, f"{m.repo_id} · formats: {', '.join(m.formats) or 'unknown'}")
             for col in (2, 3):
                 item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if m.gated:
+                item.setForeground(6, QBrush(QColor("#8d6e00")))
             self.results.addTopLevelItem(item)
         first = result.page * self.page_size + 1
         if result.results:

@@ -31,6 +31,18 @@ from desktop_llm.hub.client import ModelDetail
 _VERDICT_COLOURS = {"gpu": "#2e7d32", "partial": "#8d6e00", "cpu": "", "no": "#c62828"}
 
 
+def verdict_text(est: FitEstimate) -> str:
+    """The table's short form; the full sentence (``est.summary``) is shown for the selected row."""
+    need = format_bytes(est.need_bytes)
+    if est.verdict == "gpu":
+        return f"✓ On the GPU · {need}"
+    if est.verdict == "partial":
+        return f"Partly on the GPU ({est.gpu_layers}/{est.total_layers} layers) · {need}"
+    if est.verdict == "cpu":
+        return f"✓ CPU only · {need}"
+    return f"✗ Will not fit · {need}"
+
+
 class ModelDetailView(QWidget):
     """Shows a repo picked in the search results; ``download_requested`` carries (repo id, commit, files)."""
 
@@ -84,6 +96,9 @@ class ModelDetailView(QWidget):
         self.table.setObjectName("quantTable")
         self.table.setRootIsDecorated(False)
         self.table.setHeaderLabels(["Quantization", "Size", "Bits/weight", "On this machine", "About"])
+        self.fit_summary = QLabel("")
+        self.fit_summary.setObjectName("fitSummary")
+        self.fit_summary.setWordWrap(True)
         header = self.table.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
@@ -102,6 +117,7 @@ class ModelDetailView(QWidget):
         layout.addWidget(self.card)
         layout.addLayout(fit_row)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.fit_summary)
         layout.addWidget(self.explain)
         layout.addWidget(self.download_button, 0, Qt.AlignmentFlag.AlignRight)
 
@@ -144,7 +160,7 @@ class ModelDetailView(QWidget):
         self.card.setText(detail.card_excerpt or "This model has no description.")
         if detail.gated:
             self.gate_note.setText(
-                f"🔒 Gated model: accept its terms on <a href='{html.escape(detail.page_url)}'>its Hub page</a>, "
+                f"<b>Gated model:</b> accept its terms on <a href='{html.escape(detail.page_url)}'>its Hub page</a>, "
                 "then add your Hub token in Settings to download it.")
             self.gate_note.show()
         self.choices = group_quants(detail.gguf_files)
@@ -202,7 +218,7 @@ class ModelDetailView(QWidget):
                 about = f"★ Recommended · {about}"
             files = f" ({len(choice.files)} files)" if choice.split else ""
             bits = f"{choice.bits_per_weight:.1f}" if choice.bits_per_weight else ""
-            verdict = est.summary if self._shape_known or self.shape else f"{est.summary} · checking the model…"
+            verdict = verdict_text(est) if self._shape_known or self.shape else "checking the model…"
             item = QTreeWidgetItem([choice.name + files, format_bytes(choice.size), bits, verdict, about])
             item.setData(0, Qt.ItemDataRole.UserRole, i)
             item.setToolTip(3, est.summary)
@@ -236,6 +252,9 @@ class ModelDetailView(QWidget):
 
     def _update_button(self) -> None:
         choice = self.selected_choice()
+        item = self.table.currentItem()
+        est = self.estimates[item.data(0, Qt.ItemDataRole.UserRole)] if item is not None else None
+        self.fit_summary.setText(f"{choice.name}: {est.summary}." if choice and est else "")
         ok = choice is not None and choice.complete and self.detail is not None
         self.download_button.setEnabled(ok)
         self.download_button.setText(f"Download {choice.name} ({format_bytes(choice.size)})" if ok and choice
@@ -248,6 +267,6 @@ class ModelDetailView(QWidget):
         self.download_requested.emit(self.detail.repo_id, self.detail.commit, list(choice.files))
 
     def gated_error(self, exc: GatedRepo) -> None:
-        self.gate_note.setText(f"🔒 {html.escape(exc.message)} <a href='{html.escape(exc.url)}'>Accept the terms"
-                               "</a>, then add your Hub token in Settings.")
+        link = f"<a href='{html.escape(exc.url)}'>Accept the terms</a>"
+        self.gate_note.setText(f"<b>Gated:</b> {html.escape(exc.message)} {link}, then add your Hub token in Settings.")
         self.gate_note.show()

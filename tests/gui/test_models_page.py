@@ -32,6 +32,11 @@ def rows(tree) -> list[list[str]]:
     return [[tree.topLevelItem(i).text(c) for c in range(tree.columnCount())] for i in range(tree.topLevelItemCount())]
 
 
+def repos(tree) -> list[str]:
+    """Search results as repo ids: the author column, then the model name."""
+    return [f"{r[1]}/{r[0]}" for r in rows(tree)]
+
+
 def search(qtbot, win, text: str) -> list[list[str]]:
     view = win.models_page.discover
     view.search_edit.setText(text)
@@ -43,7 +48,7 @@ def search(qtbot, win, text: str) -> list[list[str]]:
 def pick(qtbot, win, repo_id: str) -> None:
     view = win.models_page.discover
     for i in range(view.results.topLevelItemCount()):
-        if view.results.topLevelItem(i).text(0) == repo_id:
+        if view.results.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole) == repo_id:
             view.results.setCurrentItem(view.results.topLevelItem(i))
             break
     else:
@@ -59,25 +64,24 @@ def test_search_filters_sorts_and_pages(qtbot, models_window):
     win = models_window
     view = win.models_page.discover
     found = search(qtbot, win, "smol")
-    names = [r[0] for r in found]
-    assert names == [GGUF_REPO, "SmolOrg/Big-GGUF"]  # GGUF filter on, most downloaded first
+    assert repos(view.results) == [GGUF_REPO, "SmolOrg/Big-GGUF"]  # GGUF filter on, most downloaded first
     assert found[0][2] == "5.0k" and found[0][3] == "40" and found[0][4] == "2026-10-01"
     assert found[0][5] == "apache-2.0" and found[0][6] == "open"
 
     view.sort_combo.setCurrentIndex(view.sort_combo.findData("recent"))
-    qtbot.waitUntil(lambda: rows(view.results) and rows(view.results)[0][0] == "SmolOrg/Big-GGUF", timeout=15_000)
+    qtbot.waitUntil(lambda: repos(view.results)[:1] == ["SmolOrg/Big-GGUF"], timeout=15_000)
     view.format_combo.setCurrentIndex(view.format_combo.findData("transformers"))
-    qtbot.waitUntil(lambda: [r[0] for r in rows(view.results)] == ["SmolOrg/tiny-transformers"], timeout=15_000)
+    qtbot.waitUntil(lambda: repos(view.results) == ["SmolOrg/tiny-transformers"], timeout=15_000)
 
     view.format_combo.setCurrentIndex(0)  # any format
     view.page_size = 2
     view.sort_combo.setCurrentIndex(view.sort_combo.findData("downloads"))
     qtbot.waitUntil(lambda: view.status.text().startswith("Page 1"), timeout=15_000)
-    first = [r[0] for r in rows(view.results)]
+    first = repos(view.results)
     assert len(first) == 2 and view.next_button.isEnabled() and not view.prev_button.isEnabled()
     qtbot.mouseClick(view.next_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: view.status.text().startswith("Page 2"), timeout=15_000)
-    second = [r[0] for r in rows(view.results)]
+    second = repos(view.results)
     assert second and not set(first) & set(second) and view.prev_button.isEnabled()
 
     assert search(qtbot, win, "no-such-model-anywhere") == []
@@ -94,7 +98,8 @@ def test_quantization_picker_shows_fit_and_recommends(qtbot, models_window, bund
     assert [r[0] for r in table] == ["Q2_K", "Q8_0", "F16", "Q4_K_M"]
     assert [r[1] for r in table] == ["0.2 MB", "0.6 MB", "0.8 MB", format_bytes(Path(bundled_ref.path).stat().st_size)]
     # The model is tiny: every choice fits in RAM on this machine (no GPU here).
-    assert all(r[3].startswith(("CPU only", "Fits")) for r in table), table
+    assert all(r[3].startswith("✓ CPU only · ") for r in table), table
+    assert "CPU only: needs" in detail.fit_summary.text()  # the selected row's full sentence
     recommended = [r for r in table if r[4].startswith("★ Recommended")]
     assert [r[0] for r in recommended] == ["Q4_K_M"]  # the best quality under ~6.6 bits that fits
     assert "Small and fast." in detail.card.text()
