@@ -148,6 +148,7 @@ class DownloadsView(QWidget):
                 self.load_requested.emit(p.local_path)
 
     def _clear_finished(self) -> None:
+        self.services.downloads.clear_finished()  # the files stay; only the list forgets them
         for download_id, p in list(self.progress.items()):
             if p.state in ("done", "cancelled"):
                 item = self.rows.pop(download_id)

@@ -49,14 +49,18 @@ class LibraryView(QWidget):
         self.filter_edit.setObjectName("libraryFilter")
         self.filter_edit.setPlaceholderText("Filter by name, architecture, quantization…")
         self.filter_edit.setClearButtonEnabled(True)
-        self.import_button = QPushButton("Import…")
+        self.import_button = QPushButton("Import file…")
         self.import_button.setObjectName("importModel")
-        self.import_button.setToolTip("Add a GGUF file or a Hugging Face model folder from anywhere on disk")
+        self.import_button.setToolTip("Add a GGUF file from anywhere on disk (it stays where it is)")
+        self.import_folder_button = QPushButton("Import folder…")
+        self.import_folder_button.setObjectName("importFolder")
+        self.import_folder_button.setToolTip("Add a Hugging Face model folder (config.json and safetensors weights)")
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setObjectName("refreshLibrary")
         top = QHBoxLayout()
         top.addWidget(self.filter_edit, 1)
         top.addWidget(self.import_button)
+        top.addWidget(self.import_folder_button)
         top.addWidget(self.refresh_button)
 
         self.table = QTreeWidget()
@@ -96,6 +100,7 @@ class LibraryView(QWidget):
 
         self.filter_edit.textChanged.connect(lambda _t: self._fill())
         self.import_button.clicked.connect(self._import)
+        self.import_folder_button.clicked.connect(self._import_folder)
         self.refresh_button.clicked.connect(self.refresh)
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.table.itemDoubleClicked.connect(lambda *_: self._load())
@@ -221,8 +226,16 @@ class LibraryView(QWidget):
 
     def _import(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", "", "GGUF models (*.gguf);;All files (*)")
-        if not path:
-            return
+        if path:
+            self.import_path(path)
+
+    def _import_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Import a Hugging Face model folder")
+        if path:
+            self.import_path(path)
+
+    def import_path(self, path: str) -> None:
+        """Add a file or folder to the library; a problem with it is said in the status bar, not raised."""
         self.background.run(lambda: import_model(path), lambda ref: self._imported(ref),
                             lambda exc: self.status.emit(f"Could not import {path}: {exc}"))
 

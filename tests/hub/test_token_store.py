@@ -127,8 +127,14 @@ def test_locked_keyring_on_get():
     assert store.get() == ALICE
 
 
-def test_the_token_never_reaches_a_file_or_a_log(populated_hub, caplog, monkeypatch):
+def test_the_token_never_reaches_a_file_or_a_log(populated_hub, caplog, monkeypatch, tmp_path):
+    """After a full login (whoami), search, model detail and a download of a gated model with the token."""
     import huggingface_hub.constants
+
+    from desktop_llm.hub.downloads import DownloadManager
+
+    monkeypatch.setenv("DESKTOP_LLM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_DEBUG", True)  # even the request dumps of debug mode
     hf_logger = logging.getLogger("huggingface_hub")
@@ -143,7 +149,11 @@ def test_the_token_never_reaches_a_file_or_a_log(populated_hub, caplog, monkeypa
         assert client.search("smol").results
         detail = client.model_detail(GGUF_REPO)
         assert client.read_gguf_header(GGUF_REPO, detail.commit, detail.gguf_files[0])
-        client.model_detail("GatedOrg/Gated-GGUF")
+        gated = client.model_detail("GatedOrg/Gated-GGUF")
+        manager = DownloadManager(populated_hub.url, store.get, state_file=tmp_path / "home" / "downloads.json")
+        ids = manager.enqueue(gated.repo_id, gated.commit, gated.gguf_files)
+        assert [p.state for p in manager.wait(ids, timeout=60)] == ["done"]
+        manager.shutdown()
     finally:
         hf_logger.removeHandler(caplog.handler)
     assert caplog.records  # the libraries did log, at debug level
