@@ -13,12 +13,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
+    QSizePolicy,
     QVBoxLayout,
 )
 
 from desktop_llm.core.settings import PARALLEL_DOWNLOADS, Settings
 from desktop_llm.gui.hub_services import HubServices
+from desktop_llm.gui.spin_boxes import int_spin
 from desktop_llm.hub.client import HubClient
 from desktop_llm.hub.token_store import TokenStore
 
@@ -51,22 +52,32 @@ class HubSettingsGroup(QGroupBox):
         self.token_status.setObjectName("tokenStatus")
         self.token_status.setWordWrap(True)
         self.token_status.setTextFormat(Qt.TextFormat.RichText)
+        # Expanding with height-for-width, or a form row keeps a wrapped label narrow (as Settings' hints do).
+        policy = self.token_status.sizePolicy()
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Expanding)
+        policy.setHeightForWidth(True)
+        self.token_status.setSizePolicy(policy)
 
         self.address_edit = QLineEdit()
         self.address_edit.setObjectName("hubAddress")
         self.address_edit.setPlaceholderText("https://huggingface.co")
         self.address_edit.setToolTip("Leave empty for huggingface.co (or $HF_ENDPOINT); set it to use a mirror.")
-        self.parallel_spin = QSpinBox()
-        self.parallel_spin.setObjectName("parallelDownloads")
-        self.parallel_spin.setRange(*PARALLEL_DOWNLOADS)
+        self.parallel_spin = int_spin("parallelDownloads", *PARALLEL_DOWNLOADS,
+                                      "How many files download at the same time; the rest wait in the queue.")
 
-        form = QFormLayout()
-        form.addRow("Access token", token_row)
-        form.addRow("", self.token_status)
-        form.addRow("Hub address", self.address_edit)
-        form.addRow("Downloads at once", self.parallel_spin)
+        parallel_row = QHBoxLayout()
+        parallel_row.addWidget(self.parallel_spin)
+        parallel_row.addStretch(1)
+        self.form = QFormLayout()  # the Settings page lines its labels up with its other groups
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        self.form.setHorizontalSpacing(14)
+        self.form.setVerticalSpacing(8)
+        self.form.addRow("Access token:", token_row)
+        self.form.addRow("", self.token_status)
+        self.form.addRow("Hub address:", self.address_edit)
+        self.form.addRow("Downloads at once:", parallel_row)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(self.form)
 
         self.token_edit.returnPressed.connect(self._check_and_save)
         self.save_token_button.clicked.connect(self._check_and_save)

@@ -334,6 +334,10 @@ class SettingsPage(QWidget):
     def add_group(self, box: QGroupBox, changed: Signal | None = None) -> None:
         """A section built elsewhere (the Hub's); its ``changed`` dict of fields is committed like the others."""
         self._column.insertWidget(self._column.count() - 1, box)
+        form = getattr(box, "form", None)
+        if isinstance(form, QFormLayout):
+            self._forms.append(form)
+            self._align_labels()
         if changed is not None:
             changed.connect(lambda fields: self._commit(**fields))
 
