@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPalette
@@ -24,7 +25,9 @@ from desktop_llm.core.errors import DesktopLLMError, GatedRepo
 from desktop_llm.core.units import format_count, format_date
 from desktop_llm.gui.hub_services import HubServices
 from desktop_llm.gui.model_detail_view import ModelDetailView
-from desktop_llm.hub.client import SearchPage
+
+if TYPE_CHECKING:
+    from desktop_llm.hub.client import SearchPage
 
 FORMATS = (("Any format", ""), ("GGUF (llama.cpp)", "gguf"), ("Transformers (safetensors)", "transformers"))
 SORTS = (("Most downloaded", "downloads"), ("Most liked", "likes"), ("Recently updated", "recent"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPalette
 from PySide6.QtWidgets import (
@@ -18,7 +20,9 @@ from PySide6.QtWidgets import (
 
 from desktop_llm.core.units import format_bytes, format_duration, format_speed
 from desktop_llm.gui.hub_services import HubServices
-from desktop_llm.hub.downloads import DownloadProgress
+
+if TYPE_CHECKING:
+    from desktop_llm.hub.downloads import DownloadProgress
 
 _STATE_TEXT = {"queued": "Waiting", "downloading": "Downloading", "paused": "Paused", "verifying": "Checking SHA-256…",
                "done": "Done ✓ verified", "failed": "Failed", "cancelled": "Cancelled"}
@@ -80,9 +84,14 @@ class DownloadsView(QWidget):
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.table.itemDoubleClicked.connect(lambda *_: self._load())
         services.download_progress.connect(self.update_progress)
-        for p in services.downloads.list():  # unfinished downloads from an earlier session
-            self.update_progress(p)
+        services.ready.connect(self._show_unfinished)
+        if services.is_ready:
+            self._show_unfinished()
         self._update_buttons()
+
+    def _show_unfinished(self) -> None:
+        for p in self.services.downloads.list():  # unfinished downloads from an earlier session
+            self.update_progress(p)
 
     def selected_ids(self) -> list[str]:
         return [item.data(0, Qt.ItemDataRole.UserRole) for item in self.table.selectedItems()]

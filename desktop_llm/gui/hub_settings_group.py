@@ -20,8 +20,6 @@ from PySide6.QtWidgets import (
 from desktop_llm.core.settings import PARALLEL_DOWNLOADS, Settings
 from desktop_llm.gui.hub_services import HubServices
 from desktop_llm.gui.spin_boxes import int_spin
-from desktop_llm.hub.client import HubClient
-from desktop_llm.hub.token_store import TokenStore
 
 _ADDRESS_DELAY_MS = 800
 
@@ -86,6 +84,14 @@ class HubSettingsGroup(QGroupBox):
             lambda: self.changed.emit({"hub_endpoint": self.address_edit.text().strip().rstrip("/")}))
         self.parallel_spin.valueChanged.connect(lambda v: self.changed.emit({"parallel_downloads": v}))
         self.show_settings(services.settings)
+        self.save_token_button.setEnabled(False)
+        self.token_status.setText("Reading the keyring…")
+        services.ready.connect(self._on_ready)
+        if services.is_ready:
+            self._on_ready()
+
+    def _on_ready(self) -> None:
+        self.save_token_button.setEnabled(True)
         self._show_token()
 
     def show_settings(self, settings: Settings) -> None:
@@ -100,7 +106,11 @@ class HubSettingsGroup(QGroupBox):
             widget.blockSignals(was)
 
     def _show_token(self, user: str | None = None) -> None:
+        from desktop_llm.hub.token_store import TokenStore
+
         store = self.services.tokens
+        if store is None:
+            return
         token = store.get()
         self.remove_token_button.setEnabled(token is not None)
         lines = []
@@ -122,7 +132,12 @@ class HubSettingsGroup(QGroupBox):
         self.save_token_button.setEnabled(False)
         self.token_status.setText("Checking the token with the Hub…")
         endpoint = self.services.settings.hub_url()
-        self.services.network.run(lambda: HubClient(endpoint, token).whoami(), lambda user: self._saved(token, user),
+        def check() -> str:
+            from desktop_llm.hub.client import HubClient
+
+            return HubClient(endpoint, token).whoami()
+
+        self.services.network.run(check, lambda user: self._saved(token, user),
                                   self._rejected)
 
     def _saved(self, token: str, user: str) -> None:

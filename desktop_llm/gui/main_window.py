@@ -144,6 +144,8 @@ class MainWindow(QMainWindow):
         gc.freeze()
         self.background.run(markdown_warm_up, None, lambda _exc: None)
         self.background.run(list_local_models, self.settings_page.set_models, lambda _exc: None)
+        self.hub.start()
+        self.hub.start_failed.connect(lambda text: status.showMessage(f"The Hub features could not start: {text}"))
 
     # -- models -----------------------------------------------------------------------------------
     def load_default_model(self, spec: str | None = None) -> None:

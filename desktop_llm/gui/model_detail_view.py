@@ -4,6 +4,7 @@ choice, whether it fits this machine (weights plus the KV cache at the chosen co
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPalette
@@ -26,7 +27,9 @@ from desktop_llm.core.repo_files import transformers_files
 from desktop_llm.core.settings import CONTEXT_RANGE
 from desktop_llm.core.units import format_bytes, format_count, format_date
 from desktop_llm.gui.hub_services import HubServices
-from desktop_llm.hub.client import ModelDetail
+
+if TYPE_CHECKING:
+    from desktop_llm.hub.client import ModelDetail
 
 _VERDICT_COLOURS = {"gpu": "#2e7d32", "partial": "#8d6e00", "cpu": "", "no": "#c62828"}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
@@ -13,7 +15,9 @@ from desktop_llm.gui.discover_view import DiscoverView
 from desktop_llm.gui.downloads_view import DownloadsView
 from desktop_llm.gui.hub_services import HubServices
 from desktop_llm.gui.library_view import LibraryView
-from desktop_llm.hub.downloads import DownloadProgress
+
+if TYPE_CHECKING:
+    from desktop_llm.hub.downloads import DownloadProgress
 
 TAB_DISCOVER, TAB_LIBRARY, TAB_DOWNLOADS = range(3)
 
@@ -45,10 +49,13 @@ class ModelsPage(QWidget):
         self.library.load_requested.connect(self.load_requested)
         self.library.status.connect(self.status)
         services.download_progress.connect(self._on_progress)
+        services.ready.connect(self._count_active)
         self._shown = False
-        self._count_active()
 
     def start_download(self, repo_id: str, commit: str, files: list) -> None:
+        if self.services.downloads is None:  # only before the Hub libraries are up, a second after start
+            self.status.emit("The download manager is still starting; try again in a moment.")
+            return
         try:
             ids = self.services.downloads.enqueue(repo_id, commit, files)
         except DesktopLLMError as exc:  # e.g. not enough disk space: said before a byte is fetched
@@ -67,6 +74,8 @@ class ModelsPage(QWidget):
             self.library.refresh()  # a complete, verified model shows up in My Models at once
 
     def _count_active(self) -> None:
+        if self.services.downloads is None:
+            return
         active = sum(1 for p in self.services.downloads.list() if p.state in ("queued", "downloading", "verifying"))
         self.tabs.setTabText(TAB_DOWNLOADS, f"Downloads ({active})" if active else "Downloads")
 
