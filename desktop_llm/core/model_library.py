@@ -17,11 +17,11 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from desktop_llm.core.atomic_file import write_json_atomic
 from desktop_llm.core.errors import InvalidRequest
 from desktop_llm.core.models import ModelRef, imported_paths, model_files, set_imported_paths
 from desktop_llm.core.paths import config_dir
@@ -273,21 +273,7 @@ def _read_all_defaults() -> dict[str, Any]:
 
 def _write_all_defaults(data: dict[str, Any]) -> None:
     path = model_defaults_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model_defaults-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_json_atomic(path, data)
 
 
 def load_model_defaults(model_id: str) -> ModelDefaults:

@@ -18,11 +18,11 @@ import math
 import os
 import re
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from desktop_llm.core.atomic_file import write_json_atomic
 from desktop_llm.core.errors import DesktopLLMError, ModelLoadError, ModelNotFound
 from desktop_llm.core.gguf_header import describe_gguf
 from desktop_llm.core.gguf_tensors import read_gguf_header
@@ -448,17 +448,7 @@ def imported_paths() -> list[str]:
 def set_imported_paths(paths: list[str]) -> None:
     """Replace the list of imports (atomically, so a crash never leaves half a list)."""
     target = _imports_file()
-    fd, tmp = tempfile.mkstemp(prefix=".imported-", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(paths, fh, indent=1)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_json_atomic(target, paths, indent=1)
 
 
 def import_model(path: str | Path) -> ModelRef:

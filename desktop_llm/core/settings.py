@@ -10,11 +10,11 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from desktop_llm.core.atomic_file import write_json_atomic
 from desktop_llm.core.errors import InvalidRequest
 from desktop_llm.core.paths import SETTINGS_FILE, config_dir
 from desktop_llm.core.sampling import SamplingParams
@@ -237,18 +237,4 @@ def save_settings(settings: Settings, path: Path | None = None) -> None:
     """Validate, then write atomically (temp file + ``os.replace``) so a crash never leaves half a file."""
     settings.validate()
     path = path or settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(settings.to_dict(), fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_json_atomic(path, settings.to_dict())

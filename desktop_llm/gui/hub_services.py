@@ -40,6 +40,7 @@ class HubServices(QObject):
         self.settings = settings
         self.tokens: TokenStore | None = token_store
         self.downloads: DownloadManager | None = None
+        self._started = False
         # Hub calls get their own thread: a slow network never holds up chat saves on the disk thread.
         self.network = Background(self)
         vm = psutil.virtual_memory()
@@ -49,8 +50,12 @@ class HubServices(QObject):
     def start(self) -> None:
         """Import the Hub libraries and make the token store and download manager, on the network thread.
 
-        Jobs queued with ``call`` after this run after it, so they always find both made.
+        Jobs queued with ``call`` after this run after it, so they always find both made. Calls after the
+        first do nothing.
         """
+        if self._started:
+            return
+        self._started = True
         self.network.run(self._start, lambda _r: self.ready.emit(), lambda exc: self.start_failed.emit(str(exc)))
 
     def _start(self) -> None:

@@ -8,6 +8,7 @@ import gc
 import html
 from typing import Any
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -36,6 +37,7 @@ from desktop_llm.gui.models_page import ModelsPage
 from desktop_llm.gui.settings_page import SettingsPage
 from desktop_llm.gui.theme import apply_theme, is_dark, theme_notifier
 
+HUB_START_DELAY_MS = 3000
 _STATE_TEXT = {
     "stopped": "Engine: stopped", "starting": "Engine: starting…", "ready": "Engine: ready",
     "loading": "Engine: loading a model…", "busy": "Engine: writing a reply…",
@@ -144,7 +146,9 @@ class MainWindow(QMainWindow):
         gc.freeze()
         self.background.run(markdown_warm_up, None, lambda _exc: None)
         self.background.run(list_local_models, self.settings_page.set_models, lambda _exc: None)
-        self.hub.start()
+        # Not at once: the first model load and chat come first. Opening Models or Settings starts it sooner.
+        QTimer.singleShot(HUB_START_DELAY_MS, self.hub.start)
+        self.nav.currentRowChanged.connect(lambda row: row > 0 and self.hub.start())
         self.hub.start_failed.connect(lambda text: status.showMessage(f"The Hub features could not start: {text}"))
 
     # -- models -----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from huggingface_hub import hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from desktop_llm import __version__
+from desktop_llm.core.atomic_file import write_text_atomic
 from desktop_llm.core.errors import (
     ChecksumMismatch,
     DesktopLLMError,
@@ -894,10 +895,7 @@ class DownloadManager:
         entries = [it.to_json() for it in self._items.values() if it.state not in (DONE, CANCELLED)]
         body = json.dumps({"version": STATE_VERSION, "downloads": entries}, indent=1)
         try:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_file.with_name(f"{self.state_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(body, encoding="utf-8")
-            os.replace(tmp, self.state_file)
+            write_text_atomic(self.state_file, body)
         except OSError as exc:  # a full disk must not turn into a crash here
             log.warning("Could not save the download list %s: %s", self.state_file, exc)
 

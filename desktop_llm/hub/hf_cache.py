@@ -18,8 +18,9 @@ import logging
 import os
 import re
 import shutil
-import uuid
 from pathlib import Path, PurePosixPath
+
+from desktop_llm.core.atomic_file import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,7 @@ def write_ref(storage: Path, revision: str, commit: str) -> None:
             return
     except OSError:
         pass
-    tmp = ref.with_name(f"{ref.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(commit)
-    os.replace(tmp, ref)
+    write_text_atomic(ref, commit)
 
 
 def git_blob_sha1(path: Path) -> str:
