@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -119,7 +120,16 @@ class ModelDetailView(QWidget):
         layout.addWidget(self.gate_note)
         layout.addWidget(self.card)
         layout.addLayout(fit_row)
-        layout.addWidget(self.table, 1)
+        self.files = QTreeWidget()
+        self.files.setObjectName("repoFiles")
+        self.files.setRootIsDecorated(False)
+        self.files.setHeaderLabels(["File", "Size", "SHA-256"])
+        self.files.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("detailTabs")
+        self.tabs.addTab(self.table, "Quantizations")
+        self.tabs.addTab(self.files, "Files")
+        layout.addWidget(self.tabs, 1)
         layout.addWidget(self.fit_summary)
         layout.addWidget(self.explain)
         layout.addWidget(self.download_button, 0, Qt.AlignmentFlag.AlignRight)
@@ -140,6 +150,8 @@ class ModelDetailView(QWidget):
         self.card.setText("")
         self.gate_note.hide()
         self.table.clear()
+        self.files.clear()
+        self.tabs.setTabText(1, "Files")
         self._update_button()
         self.services.call(lambda c: c.model_detail(repo_id), self._on_detail,
                            lambda exc: self._on_error(repo_id, exc))
@@ -166,6 +178,12 @@ class ModelDetailView(QWidget):
                 f"<b>Gated model:</b> accept its terms on <a href='{html.escape(detail.page_url)}'>its Hub page</a>, "
                 "then add your Hub token in Settings to download it.")
             self.gate_note.show()
+        for f in detail.files:
+            item = QTreeWidgetItem([f.path, format_bytes(f.size) if f.size is not None else "",
+                                    f.sha256[:16] + "…" if f.sha256 else "(small file, kept in git)"])
+            item.setToolTip(2, f.sha256 or "")
+            self.files.addTopLevelItem(item)
+        self.tabs.setTabText(1, f"Files ({len(detail.files)})")
         self.choices = group_quants(detail.gguf_files)
         if not self.choices and detail.has_safetensors:
             files = transformers_files(detail.files)

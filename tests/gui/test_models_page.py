@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox, QProgressBar
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QProgressBar
 
 from desktop_llm.core.models import list_local_models
 from desktop_llm.core.units import format_bytes
@@ -30,6 +30,11 @@ def models_window(open_window, populated_hub, monkeypatch, tmp_path):
 
 def rows(tree) -> list[list[str]]:
     return [[tree.topLevelItem(i).text(c) for c in range(tree.columnCount())] for i in range(tree.topLevelItemCount())]
+
+
+def first_state(tree, column: int = 6) -> str:
+    """A column of the first row ("" while the table is empty); column 6 of Downloads is the state."""
+    return tree.topLevelItem(0).text(column) if tree.topLevelItemCount() else ""
 
 
 def repos(tree) -> list[str]:
@@ -118,7 +123,7 @@ def test_download_verify_and_load_into_chat(qtbot, models_window, bundled_ref):
     page = win.models_page
     assert page.tabs.currentIndex() == TAB_DOWNLOADS
     downloads = page.downloads
-    qtbot.waitUntil(lambda: rows(downloads.table) and rows(downloads.table)[0][6] == "Done ✓ verified",
+    qtbot.waitUntil(lambda: first_state(downloads.table) == "Done ✓ verified",
                     timeout=60_000)
     name = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
     assert rows(downloads.table)[0][0] == name
@@ -149,7 +154,7 @@ def test_pause_resume_and_cancel(qtbot, models_window, populated_hub):
     detail.table.setCurrentItem(detail.table.topLevelItem(names.index("Q8_0")))
     qtbot.mouseClick(detail.download_button, Qt.MouseButton.LeftButton)
     downloads = win.models_page.downloads
-    qtbot.waitUntil(lambda: rows(downloads.table) and rows(downloads.table)[0][6] == "Downloading", timeout=15_000)
+    qtbot.waitUntil(lambda: first_state(downloads.table) == "Downloading", timeout=15_000)
     qtbot.waitUntil(lambda: "KB of" in rows(downloads.table)[0][3] and not rows(downloads.table)[0][3]
                     .startswith("0 B"), timeout=15_000)
     downloads.table.setCurrentItem(downloads.table.topLevelItem(0))
@@ -187,7 +192,7 @@ def test_gated_model_says_how_to_get_access_then_downloads_with_a_token(qtbot, m
     assert detail.gate_note.isVisible() and "Gated model" in detail.gate_note.text()
     qtbot.mouseClick(detail.download_button, Qt.MouseButton.LeftButton)
     downloads = win.models_page.downloads
-    qtbot.waitUntil(lambda: rows(downloads.table) and rows(downloads.table)[0][6] == "Failed", timeout=15_000)
+    qtbot.waitUntil(lambda: first_state(downloads.table) == "Failed", timeout=15_000)
     downloads.table.setCurrentItem(downloads.table.topLevelItem(0))
     assert "GatedOrg/Gated-GGUF" in downloads.detail.text()
 
@@ -226,7 +231,7 @@ def test_library_lists_details_and_deletes_with_confirmation(qtbot, models_windo
     detail = page.discover.detail
     detail.table.setCurrentItem(detail.table.topLevelItem(0))
     qtbot.mouseClick(detail.download_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: rows(page.downloads.table) and rows(page.downloads.table)[0][6] == "Done ✓ verified",
+    qtbot.waitUntil(lambda: first_state(page.downloads.table) == "Done ✓ verified",
                     timeout=30_000)
     page.tabs.setCurrentIndex(TAB_LIBRARY)
     qtbot.waitUntil(lambda: any("Q2_K" in r[0] for r in rows(library.table)), timeout=15_000)
@@ -253,3 +258,79 @@ def test_library_lists_details_and_deletes_with_confirmation(qtbot, models_windo
     assert f"{format_bytes(200_000)} freed" in statuses[-1]
     qtbot.waitUntil(lambda: not any("Q2_K" in r[0] for r in rows(library.table)), timeout=10_000)
     assert not any("Q2_K" in m.name for m in list_local_models())
+
+
+def test_files_tab_lists_every_file_with_its_size(qtbot, models_window):
+    win = models_window
+    search(qtbot, win, "big")
+    pick(qtbot, win, "SmolOrg/Big-GGUF")
+    detail = win.models_page.discover.detail
+    assert detail.tabs.tabText(1) == "Files (4)"
+    files = {r[0]: r for r in rows(detail.files)}
+    assert files["Big-Q4_K_M-00002-of-00002.gguf"][1] == format_bytes(200_000)
+    assert files["Big-Q8_0.gguf"][2].endswith("…")  # LFS files show their SHA-256
+    assert files["README.md"][2] == "(small file, kept in git)"
+
+
+def test_no_network_is_said_plainly(qtbot, models_window, populated_hub):
+    win = models_window
+    populated_hub.stop()
+    view = win.models_page.discover
+    view.search_edit.setText("smol")
+    qtbot.keyClick(view.search_edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: view.banner.isVisible(), timeout=30_000)
+    assert "Cannot reach the Hub" in view.banner.text()
+    assert view.results.topLevelItemCount() == 0
+
+
+def test_a_paused_download_survives_a_restart_of_the_app(qtbot, models_window, open_window, populated_hub):
+    win = models_window
+    populated_hub.faults.slow["Big-Q8_0.gguf"] = 100_000
+    search(qtbot, win, "big")
+    pick(qtbot, win, "SmolOrg/Big-GGUF")
+    detail = win.models_page.discover.detail
+    detail.table.setCurrentItem(detail.table.topLevelItem([r[0] for r in rows(detail.table)].index("Q8_0")))
+    qtbot.mouseClick(detail.download_button, Qt.MouseButton.LeftButton)
+    downloads = win.models_page.downloads
+    qtbot.waitUntil(lambda: first_state(downloads.table) == "Downloading", timeout=15_000)
+    qtbot.waitUntil(lambda: win.hub.downloads.list()[0].done > 100_000, timeout=15_000)
+    win.close()  # quitting keeps the partial file and lists the download as paused
+
+    populated_hub.faults.slow.pop("Big-Q8_0.gguf")
+    again = open_window(hub_endpoint=populated_hub.url)
+    again.nav.setCurrentRow(1)
+    page = again.models_page
+    qtbot.waitUntil(lambda: first_state(page.downloads.table) == "Paused",
+                    timeout=15_000)
+    kept = again.hub.downloads.list()[0].done
+    assert kept > 100_000
+    page.downloads.table.setCurrentItem(page.downloads.table.topLevelItem(0))
+    qtbot.mouseClick(page.downloads.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: rows(page.downloads.table)[0][6] == "Done ✓ verified", timeout=30_000)
+    last = [r for r in populated_hub.file_requests("Big-Q8_0.gguf") if r["range"]][-1]
+    assert int(last["range"].split("=")[1].split("-")[0]) >= kept  # continued from the kept bytes
+
+
+def test_per_model_defaults_apply_when_the_model_loads(qtbot, models_window):
+    win = models_window
+    page = win.models_page
+    page.tabs.setCurrentIndex(TAB_LIBRARY)
+    library = page.library
+    qtbot.waitUntil(lambda: library.table.topLevelItemCount() >= 1, timeout=15_000)
+    item = next(library.table.topLevelItem(i) for i in range(library.table.topLevelItemCount())
+                if "bundled" in library.table.topLevelItem(i).text(0))
+    library.table.setCurrentItem(item)
+    qtbot.mouseClick(library.defaults_button, Qt.MouseButton.LeftButton)
+    dialog = library.findChild(QDialog, "modelDefaultsDialog")
+    qtbot.waitUntil(lambda: dialog is not None and dialog.isVisible(), timeout=5_000)
+    dialog.context_box.setChecked(True)
+    dialog.context.setValue(2048)
+    dialog.preset.setCurrentIndex(dialog.preset.findData("Deterministic"))
+    with qtbot.waitSignal(dialog.saved, timeout=5_000):
+        dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Save).click()
+    with qtbot.waitSignal(win.engine.loaded, timeout=60_000) as loaded:
+        qtbot.mouseClick(library.load_button, Qt.MouseButton.LeftButton)
+    assert loaded.args[0]["n_ctx"] == 2048
+    # New chats with this model start from its preset: greedy.
+    win.chat.new_chat()
+    assert win.chat.chat_params().temperature == 0.0
