@@ -37,6 +37,7 @@ class LibraryView(QWidget):
     load_requested = Signal(object)  # ModelRef
     status = Signal(str)  # a short message for the status bar
     defaults_changed = Signal(str)  # model id
+    models_changed = Signal(list)  # every local model, after each refresh (for other model lists)
 
     def __init__(self, background: Background, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -118,6 +119,7 @@ class LibraryView(QWidget):
     def set_models(self, models: list[ModelRef]) -> None:
         self.models = list(models)
         self._fill()
+        self.models_changed.emit(self.models)
 
     def set_loaded(self, model_id: str | None) -> None:
         self.loaded_id = model_id

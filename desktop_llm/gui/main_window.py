@@ -137,6 +137,8 @@ class MainWindow(QMainWindow):
         # Models page is first shown, not at start, where it would slow the first model load.
         self.models_page.first_shown.connect(lambda: engine.device_report(self.hub.set_device_report))
         self.models_page.status.connect(lambda text: status.showMessage(text, 8000))
+        # A download, import or delete changes what Settings offers as the default model.
+        self.models_page.library.models_changed.connect(self.settings_page.set_models)
         self.settings_page.changed.connect(self._on_settings_changed)
         self.settings_page.reload_requested.connect(self.reload_model)
         theme_notifier().changed.connect(self.chat.set_dark)
