@@ -105,6 +105,7 @@ class HubServices(QObject):
 
     def shutdown(self) -> None:
         """Keep partial files (they resume at the next start) and stop the workers."""
+        self._started = True  # a start timer still pending must not start anything now
         self.network.drain()  # a start still running finishes first, so its manager is shut down too
         if self.downloads is not None:
             self.downloads.shutdown()

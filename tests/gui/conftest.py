@@ -42,7 +42,8 @@ def open_window(qtbot, bundled_ref, tmp_path):
     for win in opened:
         if win.isVisible():
             win.close()
-        else:
+        else:  # closed by the test already, or never shown: stop what closing would have stopped
+            win.hub.shutdown()
             win.engine.shutdown()
 
 
