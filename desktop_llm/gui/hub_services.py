@@ -41,6 +41,7 @@ class HubServices(QObject):
         self.tokens: TokenStore | None = token_store
         self.downloads: DownloadManager | None = None
         self._started = False
+        self._shut_down = False
         # Hub calls get their own thread: a slow network never holds up chat saves on the disk thread.
         self.network = Background(self)
         vm = psutil.virtual_memory()
@@ -104,7 +105,10 @@ class HubServices(QObject):
         return self.downloads.get(download_id) if self.downloads is not None else None
 
     def shutdown(self) -> None:
-        """Keep partial files (they resume at the next start) and stop the workers."""
+        """Keep partial files (they resume at the next start) and stop the workers. Safe to call twice."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self._started = True  # a start timer still pending must not start anything now
         self.network.drain()  # a start still running finishes first, so its manager is shut down too
         if self.downloads is not None:
