@@ -218,64 +218,7 @@ class TorchBackend:
         return ids
 
     def _gguf_copy(self, path: Path, progress: Progress) -> Path:
-        """The safetensors copy of a GGUF file, made on first use (atomically: temp folder, then rename)."""
-        final = gguf_copy_folder(path)
-        st = path.stat()
-        root = final.parent
-        root.mkdir(parents=True, exist_ok=True)
-        if _is_complete_copy(final):
-            return final
-
-        _remove_stale_partials(root, final.name)
-        progress(CONVERT_STAGE, 0.0)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers import __version__ as tf_version
-
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=root))
-        try:
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
-                progress(CONVERT_STAGE, 0.2)
-                model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                             local_files_only=True, **_dtype_kwarg(torch.float32))
-            except (OSError, ValueError, RuntimeError, KeyError, ImportError, TypeError, NotImplementedError) as exc:
-                raise ModelLoadError(
-                    f"transformers could not read {path.name} ({type(exc).__name__}: {exc}).",
-                    "Its architecture or quantization may not be supported by transformers' GGUF reader: "
-                    "load the file with the llama.cpp backend instead.",
-                ) from exc
-            progress(CONVERT_STAGE, 0.7)
-            # transformers marks a model read from GGUF as "quantized by GGUF"; the dequantized copy
-            # is plain, and keeping the mark makes the Trainer and later loads refuse or mis-handle it.
-            if hasattr(model.config, "quantization_config"):
-                delattr(model.config, "quantization_config")
-            model.hf_quantizer = None
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            (tmp / "desktop_llm_source.json").write_text(json.dumps({
-                "gguf": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                "transformers": tf_version, "copy_version": GGUF_COPY_VERSION,
-            }, indent=1))
-            del model
-            gc.collect()
-            if not any(tmp.glob("*.safetensors")):
-                raise ModelLoadError(f"Converting {path.name} wrote no safetensors weights.",
-                                     "Load the file with the llama.cpp backend instead.")
-            progress(CONVERT_STAGE, 0.95)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                # Another engine finished the same copy first: use theirs.
-                if not _is_complete_copy(final):
-                    raise
-        except OSError as exc:
-            raise ModelLoadError(f"Could not write the PyTorch copy of {path.name}: {exc}.",
-                                 f"Check there is free disk space in {root}.") from exc
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        progress(CONVERT_STAGE, 1.0)
-        return final
+        return gguf_safetensors_copy(path, progress)
 
     def unload(self) -> None:
         had = self.model is not None
@@ -488,6 +431,71 @@ class TorchBackend:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def gguf_safetensors_copy(path: Path, progress: Progress | None = None) -> Path:
+    """The safetensors copy of a GGUF file, made on first use (atomically: temp folder, then rename).
+
+    Shared by the PyTorch backend and fine-tuning (which trains on the copy of a GGUF base model).
+    """
+    progress = progress or (lambda _stage, _fraction: None)
+    final = gguf_copy_folder(path)
+    st = path.stat()
+    root = final.parent
+    root.mkdir(parents=True, exist_ok=True)
+    if _is_complete_copy(final):
+        return final
+
+    _remove_stale_partials(root, final.name)
+    progress(CONVERT_STAGE, 0.0)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import __version__ as tf_version
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=root))
+    try:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+            progress(CONVERT_STAGE, 0.2)
+            model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                         local_files_only=True, **_dtype_kwarg(torch.float32))
+        except (OSError, ValueError, RuntimeError, KeyError, ImportError, TypeError, NotImplementedError) as exc:
+            raise ModelLoadError(
+                f"transformers could not read {path.name} ({type(exc).__name__}: {exc}).",
+                "Its architecture or quantization may not be supported by transformers' GGUF reader: "
+                "load the file with the llama.cpp backend instead.",
+            ) from exc
+        progress(CONVERT_STAGE, 0.7)
+        # transformers marks a model read from GGUF as "quantized by GGUF"; the dequantized copy
+        # is plain, and keeping the mark makes the Trainer and later loads refuse or mis-handle it.
+        if hasattr(model.config, "quantization_config"):
+            delattr(model.config, "quantization_config")
+        model.hf_quantizer = None
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "desktop_llm_source.json").write_text(json.dumps({
+            "gguf": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "transformers": tf_version, "copy_version": GGUF_COPY_VERSION,
+        }, indent=1))
+        del model
+        gc.collect()
+        if not any(tmp.glob("*.safetensors")):
+            raise ModelLoadError(f"Converting {path.name} wrote no safetensors weights.",
+                                 "Load the file with the llama.cpp backend instead.")
+        progress(CONVERT_STAGE, 0.95)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            # Another engine finished the same copy first: use theirs.
+            if not _is_complete_copy(final):
+                raise
+    except OSError as exc:
+        raise ModelLoadError(f"Could not write the PyTorch copy of {path.name}: {exc}.",
+                             f"Check there is free disk space in {root}.") from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    progress(CONVERT_STAGE, 1.0)
+    return final
+
+
 def gguf_copy_folder(path: Path) -> Path:
     """Where the safetensors copy of a GGUF file lives; a new path when the file's path, size or mtime changes."""
     try:
