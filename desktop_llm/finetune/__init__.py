@@ -1,0 +1,1 @@
+"""Fine-tuning: run configs and folders (app side), the training process, exports."""
