@@ -1,4 +1,4 @@
-"""``desktop-llm``: the terminal front end (chat, generate, models, doctor)."""
+"""``desktop-llm``: the terminal front end (chat, generate, models, finetune, doctor)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_models_parser(sub)
 
+    ft = sub.add_parser("finetune", help="fine-tune a model on a dataset (LoRA), in a process of its own")
+    ft.add_argument("--base", metavar="MODEL", help="model id, name or path (default: the bundled model)")
+    ft.add_argument("--data", metavar="FILE", help="dataset: JSONL of chat messages, or JSON / CSV")
+    ft.add_argument("--preset", help='"Quick test", "Balanced" (default) or "Thorough"')
+    ft.add_argument("--epochs", type=int)
+    ft.add_argument("--lr", type=float, help="learning rate")
+    ft.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
+    ft.add_argument("--config", metavar="FILE.json", help="fine-tune settings (flags override them)")
+    ft.add_argument("--resume", metavar="RUN_ID", help="continue a cancelled or interrupted run")
+    ft.add_argument("--list", action="store_true", help="list the runs")
+    ft.add_argument("--json", action="store_true", help="print every event as a JSON line")
+
     doctor = sub.add_parser("doctor", help="versions, backends, devices and data folders")
     doctor.add_argument("--json", action="store_true")
     return parser
@@ -49,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             from desktop_llm.cli.commands import run_generate as run
         elif args.command == "models":
             from desktop_llm.cli.models_commands import run
+        elif args.command == "finetune":
+            from desktop_llm.cli.finetune_command import run
         else:
             from desktop_llm.cli.commands import run_doctor as run
         return run(args)
