@@ -39,3 +39,10 @@ def stats_line(done: dict[str, Any]) -> str:
     if reason:
         parts.append(reason)
     return "[" + ", ".join(parts) + "]"
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the first row is the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

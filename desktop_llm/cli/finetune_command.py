@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from desktop_llm.cli.common import print_table
 from desktop_llm.core.errors import InvalidRequest
 from desktop_llm.core.models import resolve_model
 from desktop_llm.core.units import format_bytes, format_duration
@@ -204,7 +205,5 @@ def run_list(args: argparse.Namespace) -> int:
         rows.append((r.id, r.state, f"{r.last_step}/{r.total_steps or '?'}",
                      "" if r.train_loss is None else f"{r.train_loss:.4f}",
                      "" if r.val_loss is None else f"{r.val_loss:.4f}", r.base_model))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(rows)
     return 0

@@ -10,6 +10,7 @@ import time
 
 import psutil
 
+from desktop_llm.cli.common import print_table
 from desktop_llm.core.errors import AccessDenied, GatedRepo, InvalidRequest
 from desktop_llm.core.fit_estimate import MachineMemory, estimate_fit, recommend, shape_from_config, shape_from_gguf
 from desktop_llm.core.model_library import delete_model, disk_usage
@@ -40,12 +41,6 @@ def _client() -> HubClient:
     return HubClient(load_settings().hub_url(), TokenStore().get())
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
 # -- list / delete ------------------------------------------------------------------------------
 def run_list(args: argparse.Namespace) -> int:
     if args.import_path:
@@ -63,7 +58,7 @@ def run_list(args: argparse.Namespace) -> int:
         rows.append((m.id, m.format.upper(), format_bytes(m.size_bytes), m.architecture or "?",
                      parameter_count(m.parameters) or "?", m.quantization or "?", str(m.context_length or "?"),
                      {True: "yes", False: "no", None: "?"}[m.has_chat_template], m.source))
-    _table(rows)
+    print_table(rows)
     for m in models:
         if m.error:
             print(f"warning: {m.id}: {m.error}", file=sys.stderr)
@@ -104,7 +99,7 @@ def run_search(args: argparse.Namespace) -> int:
     for m in page.results:
         rows.append((m.repo_id, format_count(m.downloads), format_count(m.likes), format_date(m.last_modified),
                      m.license or "", "gated" if m.gated else "open"))
-    _table(rows)
+    print_table(rows)
     if page.has_next:
         print(f"\nMore on page {page.page + 2}: add --page {page.page + 2}")
     return 0
@@ -160,12 +155,12 @@ def run_info(args: argparse.Namespace) -> int:
         for i, (c, e) in enumerate(zip(choices, estimates, strict=True)):
             rows.append(("★" if i == best else "", c.name, format_bytes(c.size), str(len(c.files)), e.summary,
                          c.description if c.complete else f"incomplete: parts {c.missing} missing"))
-        _table(rows)
+        print_table(rows)
         if best is not None:
             print(f"\nRecommended: {choices[best].name}. Download with: desktop-llm models download {detail.repo_id}")
     else:
         print("Files:")
-        _table([("PATH", "SIZE")] + [(f.path, format_bytes(f.size)) for f in detail.files])
+        print_table([("PATH", "SIZE")] + [(f.path, format_bytes(f.size)) for f in detail.files])
     return 0
 
 
