@@ -400,8 +400,14 @@ def test_remote_code_needs_trust(tiny_llama, tmp_path):
     shutil.copytree(tiny_llama, folder)
     marker = tmp_path / "remote-code-ran.txt"
     code = f"open({str(marker)!r}, 'w').close()\n"
-    (folder / "configuration_custom.py").write_text(code + "from transformers import LlamaConfig as CustomConfig\n")
-    (folder / "modeling_custom.py").write_text(code + "from transformers import LlamaForCausalLM as CustomModel\n")
+    # Subclasses, not the library's classes re-exported: loading remote code registers the class for
+    # auto-loading, which on LlamaForCausalLM itself would mark every later llama model as remote code.
+    (folder / "configuration_custom.py").write_text(code + (
+        "from transformers import LlamaConfig\n\n\n"
+        "class CustomConfig(LlamaConfig):\n    model_type = 'custom-llm'\n"))
+    (folder / "modeling_custom.py").write_text(code + (
+        "from transformers import LlamaForCausalLM\n\nfrom .configuration_custom import CustomConfig\n\n\n"
+        "class CustomModel(LlamaForCausalLM):\n    config_class = CustomConfig\n"))
     config = json.loads((folder / "config.json").read_text())
     config.update(model_type="custom-llm", architectures=["CustomModel"],
                   auto_map={"AutoConfig": "configuration_custom.CustomConfig",
