@@ -12,8 +12,10 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
     models.add_argument("--import", dest="import_path", metavar="PATH", help="add a GGUF file or model folder")
     msub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
     ls = msub.add_parser("list", help="local models with their facts (the default)")
-    ls.add_argument("--json", action="store_true")
-    ls.add_argument("--import", dest="import_path", metavar="PATH", help="add a GGUF file or model folder")
+    # SUPPRESS: when not given here, the value given before the subcommand (`models --json list`) stands.
+    ls.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    ls.add_argument("--import", dest="import_path", metavar="PATH", default=argparse.SUPPRESS,
+                    help="add a GGUF file or model folder")
     search = msub.add_parser("search", help="search the Hub")
     search.add_argument("text", nargs="?", default="")
     search.add_argument("--format", choices=("any", "gguf", "transformers"), default="gguf")
