@@ -12,7 +12,7 @@ import psutil
 
 from desktop_llm.cli.common import print_table
 from desktop_llm.core.errors import AccessDenied, GatedRepo, InvalidRequest
-from desktop_llm.core.fit_estimate import MachineMemory, estimate_fit, recommend, shape_from_config, shape_from_gguf
+from desktop_llm.core.fit_estimate import MachineMemory, estimate_fit, recommend
 from desktop_llm.core.model_library import delete_model, disk_usage
 from desktop_llm.core.models import import_model, list_local_models, resolve_model
 from desktop_llm.core.quantization import QuantChoice, group_quants
@@ -115,14 +115,8 @@ def _choices(client: HubClient, detail: ModelDetail, n_ctx: int, *,
              need_access: bool = True) -> tuple[list[QuantChoice], list, int | None]:
     choices = group_quants(detail.gguf_files)
     shape = None
-    complete = [c for c in choices if c.complete]
     try:
-        if complete:
-            meta = client.read_gguf_header(detail.repo_id, detail.commit, complete[0].files[0])
-            shape = shape_from_gguf(meta) if meta else None
-        elif detail.has_safetensors:
-            config = client.read_json(detail.repo_id, detail.commit, "config.json")
-            shape = shape_from_config(config) if config else None
+        shape = client.model_shape(detail)
     except (GatedRepo, AccessDenied):
         if need_access:
             raise  # a download: its files cannot be fetched either, so say why now

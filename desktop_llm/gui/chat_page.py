@@ -188,10 +188,12 @@ class ChatPage(QWidget):
     def _preset_params(self) -> dict[str, Any]:
         """The loaded model's sampling preset (its per-model default), as changes from Settings' defaults."""
         preset = preset_named(self._model_preset)
-        if preset is None:
-            return {}
+        return self._changes_from_defaults(preset.values) if preset is not None else {}
+
+    def _changes_from_defaults(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Only what differs from Settings' defaults, so later changes of the defaults still reach this chat."""
         defaults = self.settings.sampling_params().to_dict()
-        return {k: v for k, v in preset.values.items() if defaults.get(k) != v}
+        return {k: v for k, v in values.items() if defaults.get(k) != v}
 
     def set_model_preset(self, name: str | None) -> None:
         """The sampling preset chosen for the model being loaded; new chats with it start from the preset."""
@@ -529,9 +531,7 @@ class ChatPage(QWidget):
         self._estimate_context()
 
     def _set_params(self, values: dict[str, Any]) -> None:
-        defaults = self.settings.sampling_params().to_dict()
-        # Keep only what differs from Settings, so later changes of the defaults still reach this chat.
-        self.conv.params = {k: v for k, v in values.items() if defaults.get(k) != v}
+        self.conv.params = self._changes_from_defaults(values)
         if self._saved:
             self.persistence.update_conversation(self.conv.id, params=self.conv.params)
 

@@ -19,7 +19,7 @@ from desktop_llm.gui.background import Background
 
 if TYPE_CHECKING:
     from desktop_llm.hub.client import HubClient
-    from desktop_llm.hub.downloads import DownloadManager, DownloadProgress
+    from desktop_llm.hub.downloads import DownloadManager
     from desktop_llm.hub.token_store import TokenStore
 
 T = TypeVar("T")
@@ -29,7 +29,6 @@ class HubServices(QObject):
     """One per window: the Hub client (made per call, with the current address and token), downloads, token."""
 
     download_progress = Signal(object)  # DownloadProgress, on the GUI thread
-    token_changed = Signal()
     memory_changed = Signal(object)  # MachineMemory
     ready = Signal()  # the token store and download manager exist (see ``start``)
     start_failed = Signal(str)
@@ -99,10 +98,6 @@ class HubServices(QObject):
             self.tokens.set(token)
         else:
             self.tokens.clear()
-        self.token_changed.emit()
-
-    def progress_of(self, download_id: str) -> DownloadProgress | None:
-        return self.downloads.get(download_id) if self.downloads is not None else None
 
     def shutdown(self) -> None:
         """Keep partial files (they resume at the next start) and stop the workers. Safe to call twice."""

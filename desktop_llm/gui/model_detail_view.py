@@ -198,23 +198,13 @@ class ModelDetailView(QWidget):
         """All quantizations of a model share its shape: read it once, from one GGUF header or config.json."""
         if not self.choices:
             return
-        ggufs = [c for c in self.choices if c.complete and c.files and c.files[0].path.endswith(".gguf")]
-
-        def job(client) -> ModelShape | None:
-            from desktop_llm.core.fit_estimate import shape_from_config, shape_from_gguf
-
-            if ggufs:
-                meta = client.read_gguf_header(detail.repo_id, detail.commit, ggufs[0].files[0])
-                return shape_from_gguf(meta) if meta else None
-            config = client.read_json(detail.repo_id, detail.commit, "config.json")
-            return shape_from_config(config) if config else None
 
         def done(shape: ModelShape | None) -> None:
             if self.detail is detail:
                 self.shape, self._shape_known = shape, True
                 self._refresh_estimates()
 
-        self.services.call(job, done, lambda _exc: done(None))
+        self.services.call(lambda client: client.model_shape(detail), done, lambda _exc: done(None))
 
     # -- fit ----------------------------------------------------------------------------------
     def _show_memory(self) -> None:

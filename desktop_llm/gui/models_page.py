@@ -74,9 +74,8 @@ class ModelsPage(QWidget):
             self.library.refresh()  # a complete, verified model shows up in My Models at once
 
     def _count_active(self) -> None:
-        if self.services.downloads is None:
-            return
-        active = sum(1 for p in self.services.downloads.list() if p.state in ("queued", "downloading", "verifying"))
+        # From the Downloads tab's own latest snapshots: no copy of the manager's list per progress event.
+        active = sum(1 for p in self.downloads.progress.values() if p.state in ("queued", "downloading", "verifying"))
         self.tabs.setTabText(TAB_DOWNLOADS, f"Downloads ({active})" if active else "Downloads")
 
     def _load_path(self, path: str) -> None:

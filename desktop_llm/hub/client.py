@@ -43,7 +43,9 @@ from desktop_llm.core.errors import (
     RepoNotFound,
     TokenInvalid,
 )
+from desktop_llm.core.fit_estimate import ModelShape, shape_from_config, shape_from_gguf
 from desktop_llm.core.gguf_header import GGUFHeaderTruncated, read_gguf_prefix
+from desktop_llm.core.quantization import group_quants
 from desktop_llm.core.repo_files import RepoFile
 
 log = logging.getLogger(__name__)
@@ -230,6 +232,18 @@ class HubClient:
         except ValueError:
             return None
         return value if isinstance(value, dict) else None
+
+    def model_shape(self, detail: ModelDetail) -> ModelShape | None:
+        """The model's shape for fit estimates: every quantization of a repo shares it, so one GGUF header
+        (of the first complete choice) or the repo's config.json is read, once. None when neither says."""
+        complete = [c for c in group_quants(detail.gguf_files) if c.complete]
+        if complete:
+            meta = self.read_gguf_header(detail.repo_id, detail.commit, complete[0].files[0])
+            return shape_from_gguf(meta) if meta else None
+        if detail.has_safetensors:
+            config = self.read_json(detail.repo_id, detail.commit, "config.json")
+            return shape_from_config(config) if config else None
+        return None
 
     def whoami(self) -> str:
         """The Hub user name of the token; ``TokenInvalid`` when it is wrong or expired."""
