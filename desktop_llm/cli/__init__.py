@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--config", metavar="FILE.json", help="fine-tune settings (flags override them)")
     ft.add_argument("--resume", metavar="RUN_ID", help="continue a cancelled or interrupted run")
     ft.add_argument("--list", action="store_true", help="list the runs")
+    ft.add_argument("--export", metavar="RUN_ID", help="export a finished run (see --format); the results join "
+                    "the model library")
+    ft.add_argument("--format", action="append", choices=("merged", "gguf-f16", "gguf-q8_0"),
+                    help="with --export: merged (safetensors), gguf-f16 or gguf-q8_0; repeat for several "
+                    "(default gguf-q8_0)")
     ft.add_argument("--json", action="store_true", help="print every event as a JSON line")
 
     doctor = sub.add_parser("doctor", help="versions, backends, devices and data folders")

@@ -17,7 +17,7 @@ from desktop_llm.cli.common import print_table
 from desktop_llm.core.errors import InvalidRequest
 from desktop_llm.core.models import resolve_model
 from desktop_llm.core.units import format_bytes, format_duration
-from desktop_llm.finetune.client import FinetuneProcess
+from desktop_llm.finetune.client import FinetuneProcess, export_process
 from desktop_llm.finetune.config import DEFAULT_PRESET, TrainConfig, preset_config
 from desktop_llm.finetune.runs import create_run, list_runs, read_config, run_path
 
@@ -29,6 +29,11 @@ _STAGE_TEXT = {"loading": "Loading the dataset and the model …", "tokenizing":
 def run(args: argparse.Namespace) -> int:
     if args.list:
         return run_list(args)
+    if args.export:
+        return run_export(args)
+    if args.format:
+        raise InvalidRequest("--format goes with --export RUN_ID.", "Example: desktop-llm finetune --export "
+                             "RUN_ID --format gguf-q8_0")
     if args.resume:
         ignored = [flag for flag, value in (("--base", args.base), ("--data", args.data), ("--preset", args.preset),
                                             ("--config", args.config), ("--epochs", args.epochs), ("--lr", args.lr),
@@ -206,4 +211,33 @@ def run_list(args: argparse.Namespace) -> int:
                      "" if r.train_loss is None else f"{r.train_loss:.4f}",
                      "" if r.val_loss is None else f"{r.val_loss:.4f}", r.base_model))
     print_table(rows)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    run_dir = run_path(args.export)
+    formats = list(dict.fromkeys(args.format or ["gguf-q8_0"]))
+    proc = export_process(run_dir, formats).start()
+    printer = _Printer(run_dir)
+    shown: dict[str, int] = {}
+    for event in proc.events():
+        if args.json:
+            print(json.dumps(event, ensure_ascii=False), flush=True)
+            continue
+        kind = event.get("event")
+        if kind == "stage":
+            percent = int(100 * float(event.get("fraction") or 0))
+            if shown.get(event.get("format", "")) != percent:
+                shown[event.get("format", "")] = percent
+                printer.progress(f"{event.get('format')}: {percent} %")
+        elif kind == "exported":
+            printer.line(f"{event['format']}: {event['path']} (in the model library as {event['name']})")
+    final = proc.wait(timeout=60)
+    if final.get("event") != "done":
+        if args.json:
+            return 1
+        raise FinetuneProcess.error_of(final)
+    if not args.json:
+        for path in final.get("exports", {}).values():
+            print(path)
     return 0

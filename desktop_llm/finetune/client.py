@@ -17,24 +17,31 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from desktop_llm.core.errors import DesktopLLMError, EngineCrashed, InvalidRequest, error_from_code
-from desktop_llm.finetune import runs
+from desktop_llm.finetune import exports, runs
 
 EventCallback = Callable[[dict[str, Any]], None]
 FINAL_EVENTS = runs.FINAL_EVENTS
 
 
 class FinetuneProcess:
+    """The training process of a run by default; ``preview_process`` and ``export_process`` make the others."""
+
     def __init__(self, run_dir: str | Path, on_event: EventCallback | None = None, python: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, *, module: str = "desktop_llm.finetune",
+                 args: Sequence[str] = (), log_name: str = runs.LOG_FILE, history: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.on_event = on_event
         self._python = python or sys.executable
         self._env = env
+        self._module = module
+        self._args = list(args)
+        self._log_name = log_name
+        self._history = history  # record a death without a final event in the run's events.jsonl
         self._proc: subprocess.Popen[bytes] | None = None
         self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._write_lock = threading.Lock()
@@ -52,10 +59,10 @@ class FinetuneProcess:
                                  "Create the run first (desktop-llm finetune, or the Fine-tune page).")
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        log = (self.run_dir / runs.LOG_FILE).open("ab")
+        log = (self.run_dir / self._log_name).open("ab")
         try:
             self._proc = subprocess.Popen(
-                [self._python, "-m", "desktop_llm.finetune", str(self.run_dir)],
+                [self._python, "-m", self._module, str(self.run_dir), *self._args],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
                 start_new_session=True,  # Ctrl+C in a terminal goes to the app, which cancels politely
             )
@@ -103,13 +110,14 @@ class FinetuneProcess:
         if self.final is None:
             event = {"event": "error", "code": EngineCrashed.code, "message": self._death_message(code),
                      "hint": self._death_hint(code), "exit_code": code}
-            runs.append_event(self.run_dir, event)  # the process could not record its own end
+            if self._history:
+                runs.append_event(self.run_dir, event)  # the process could not record its own end
             self._deliver(event)
         self.finished.set()
 
     def _last_log_line(self) -> str:
         try:
-            with (self.run_dir / runs.LOG_FILE).open("rb") as fh:
+            with (self.run_dir / self._log_name).open("rb") as fh:
                 fh.seek(0, os.SEEK_END)
                 fh.seek(max(0, fh.tell() - 8192))
                 lines = fh.read().decode("utf-8", errors="replace").splitlines()
@@ -129,10 +137,10 @@ class FinetuneProcess:
         return f"The training process stopped unexpectedly: {how}." + (f" Last log line: {last}" if last else "")
 
     def _death_hint(self, code: int) -> str:
-        hint = "Start the run again to resume it from its last checkpoint."
+        hint = "Start the run again to resume it from its last checkpoint." if self._history else "Try again."
         if code == -signal.SIGKILL:
             hint = "If the machine ran out of memory, lower the maximum length or the batch size. " + hint
-        return f"{hint} Details are in {self.run_dir / runs.LOG_FILE}."
+        return f"{hint} Details are in {self.run_dir / self._log_name}."
 
     # -- control -------------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -210,3 +218,19 @@ class FinetuneProcess:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+PREVIEW_LOG = "preview.log"
+
+
+def preview_process(folder: str | Path, on_event: EventCallback | None = None) -> FinetuneProcess:
+    """How the base model's tokenizer sees the dataset of the draft config in ``folder`` (not started yet)."""
+    return FinetuneProcess(folder, on_event, module="desktop_llm.finetune.preview", log_name=PREVIEW_LOG,
+                           history=False)
+
+
+def export_process(run_dir: str | Path, formats: Sequence[str],
+                   on_event: EventCallback | None = None) -> FinetuneProcess:
+    """The process writing a finished run's exports (``finetune.exports.FORMATS``; not started yet)."""
+    return FinetuneProcess(run_dir, on_event, module="desktop_llm.finetune.export", args=formats,
+                           log_name=exports.LOG_FILE, history=False)

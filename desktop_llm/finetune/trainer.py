@@ -33,7 +33,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -45,7 +45,15 @@ from desktop_llm.core.datasets import load_dataset, split
 from desktop_llm.core.errors import DesktopLLMError, InvalidRequest, ModelLoadError
 from desktop_llm.core.models import resolve_model
 from desktop_llm.finetune import runs
-from desktop_llm.finetune.config import AUTO_BATCH_MAX, AUTO_BATCH_TOKENS, TrainConfig, check_method
+from desktop_llm.finetune.config import TrainConfig, check_method
+from desktop_llm.finetune.estimate import (
+    ModelShape,
+    epoch_batches,
+    estimate_seconds,
+    lr_at,
+    memory_estimate,
+    steps_of,
+)
 from desktop_llm.finetune.tokenize import (
     IGNORE,
     TokenizedExample,
@@ -54,14 +62,8 @@ from desktop_llm.finetune.tokenize import (
     tokenize_records,
 )
 
-# Records are shuffled, then sorted by length inside buckets of this many micro-batches: batches
-# hold records of similar length (little padding) while the order stays random enough.
-BUCKET_BATCHES = 16
 STATE_FILE = runs.CHECKPOINT_STATE
 RECENT_LOSSES = 20
-# Rough training speed before the first steps measure it: floating-point operations a second.
-CPU_FLOPS_PER_THREAD = 40e9
-GPU_FLOPS = 20e12
 # Settings that change what is trained or in which order; a checkpoint only resumes a run with the same.
 _RESUME_KEYS = ("method", "lora_r", "lora_alpha", "lora_dropout", "target", "learning_rate", "warmup_ratio",
                 "lr_schedule", "weight_decay", "epochs", "max_steps", "micro_batch", "grad_accum", "max_length",
@@ -148,38 +150,6 @@ def _dtype_kwarg(dtype: torch.dtype) -> dict[str, Any]:
     return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
-def epoch_batches(lengths: Sequence[int], micro_batch: int, seed: int, epoch: int) -> list[list[int]]:
-    """The micro-batches (lists of example indexes) of one epoch; the same for the same (seed, epoch)."""
-    rng = random.Random(seed * 1_000_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    batches: list[list[int]] = []
-    chunk = micro_batch * BUCKET_BATCHES
-    for start in range(0, len(order), chunk):
-        bucket = sorted(order[start:start + chunk], key=lambda i: lengths[i])
-        batches.extend(bucket[j:j + micro_batch] for j in range(0, len(bucket), micro_batch))
-    rng.shuffle(batches)
-    return batches
-
-
-def lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine or linear decay."""
-    if warmup and step < warmup:
-        return base * (step + 1) / warmup
-    if schedule == "constant" or total <= warmup:
-        return base
-    progress = (step - warmup) / (total - warmup)
-    if schedule == "linear":
-        return base * (1.0 - progress)
-    return base * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def auto_micro_batch(lengths: Sequence[int]) -> int:
-    ordered = sorted(lengths)
-    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))] if ordered else 1
-    return max(1, min(AUTO_BATCH_MAX, AUTO_BATCH_TOKENS // max(1, p90)))
-
-
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -211,12 +181,7 @@ class _Plan:
     @classmethod
     def make(cls, config: TrainConfig, train: Sequence[TokenizedExample]) -> _Plan:
         lengths = [len(e) for e in train]
-        micro_batch = config.micro_batch or auto_micro_batch(lengths)
-        accum = config.accumulation(micro_batch)
-        steps_per_epoch = math.ceil(len(epoch_batches(lengths, micro_batch, config.seed, 0)) / accum)
-        total = steps_per_epoch * config.epochs
-        if config.max_steps:
-            total = min(total, config.max_steps)
+        micro_batch, accum, steps_per_epoch, total = steps_of(config, lengths)
         fingerprint = hashlib.sha256(json.dumps(
             [[e.line, len(e), e.trained_tokens] for e in train] + [{k: getattr(config, k) for k in _RESUME_KEYS}],
         ).encode()).hexdigest()[:16]
@@ -249,6 +214,34 @@ class _Progress:
 
 
 # -- the run ----------------------------------------------------------------------------------------
+def load_base(base_model: str, stage: Callable[[str, float], None]) -> tuple[Any, Any, Path]:
+    """(ModelRef, tokenizer, safetensors folder) of a base model; a GGUF base is converted once and cached.
+
+    ``stage(what, fraction)`` reports progress (and may raise to cancel).
+    """
+    ref = resolve_model(base_model)
+    if ref.error:
+        raise ModelLoadError(ref.error)
+    if ref.format == "gguf":
+        from desktop_llm.engine.backends.torch import gguf_safetensors_copy
+
+        folder = gguf_safetensors_copy(Path(ref.path), lambda what, fraction: stage(what, 0.05 + 0.6 * fraction))
+    else:
+        folder = Path(ref.path)
+        if not any(folder.glob("*.safetensors")):
+            raise ModelLoadError(f"{ref.name} has no *.safetensors weights to fine-tune.",
+                                 "Use a safetensors model folder or a GGUF file.")
+    stage("tokenizer", 0.7)
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"Could not load the tokenizer of {ref.name}: {exc}.",
+                             "The model folder may be incomplete; download it again.") from exc
+    return ref, tokenizer, folder
+
+
 class Trainer:
     def __init__(self, run_dir: Path, events: EventLog, cancel: threading.Event) -> None:
         self.run_dir = run_dir
@@ -279,31 +272,11 @@ class Trainer:
         return TrainConfig.from_file(path, strict=False).validate()
 
     def _load_model(self, config: TrainConfig) -> tuple[Any, Any, Path]:
-        ref = resolve_model(config.base_model)
-        if ref.error:
-            raise ModelLoadError(ref.error)
-        if ref.format == "gguf":
-            from desktop_llm.engine.backends.torch import gguf_safetensors_copy
+        def stage(what: str, fraction: float) -> None:
+            self._stage("loading", fraction, what)
+            self._check_cancel()
 
-            def progress(what: str, fraction: float) -> None:
-                self._stage("loading", 0.05 + 0.6 * fraction, what)
-
-            folder = gguf_safetensors_copy(Path(ref.path), progress)
-        else:
-            folder = Path(ref.path)
-            if not any(folder.glob("*.safetensors")):
-                raise ModelLoadError(f"{ref.name} has no *.safetensors weights to fine-tune.",
-                                     "Use a safetensors model folder or a GGUF file.")
-        self._check_cancel()
-        from transformers import AutoTokenizer
-
-        self._stage("loading", 0.7, "tokenizer")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"Could not load the tokenizer of {ref.name}: {exc}.",
-                                 "The model folder may be incomplete; download it again.") from exc
-        return ref, tokenizer, folder
+        return load_base(config.base_model, stage)
 
     def _build_model(self, config: TrainConfig, folder: Path, ref: Any, resume_from: Path | None) -> Any:
         from transformers import AutoModelForCausalLM
@@ -690,27 +663,15 @@ class Trainer:
                                  "Start a new run to train again.")
 
     def _estimate_seconds(self, n_params: int, n_trainable: int, tokens: int, checkpointing: bool) -> float:
-        # Forward 2N, backward 2N for activations (+2N for weights when all are trained), +2N to recompute.
-        per_token = (4 + (2 if n_trainable > n_params // 2 else 0) + (2 if checkpointing else 0)) * n_params
-        flops = GPU_FLOPS if self.device.type != "cpu" else CPU_FLOPS_PER_THREAD * torch.get_num_threads()
-        return tokens * per_token / flops
+        return estimate_seconds(n_params, n_trainable, tokens, checkpointing, self.device.type,
+                                torch.get_num_threads())
 
     def _memory_estimate(self, n_params: int, n_trainable: int, micro_batch: int, longest: int) -> int:
         cfg = self.model.config
         cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-        hidden = int(getattr(cfg, "hidden_size", 0) or 0)
-        layers = int(getattr(cfg, "num_hidden_layers", 0) or 0)
-        vocab = int(getattr(cfg, "vocab_size", 0) or 0)
-        width = next(self.model.parameters()).element_size()
-        weights = n_params * width
-        optimizer = n_trainable * (4 + 8)  # gradients and two Adam moments, float32
-        tokens = micro_batch * longest
-        # Activations kept for the backward pass: per layer about 16 values a hidden unit without
-        # checkpointing (attention and MLP intermediates), 1 with it (the layer input).
-        per_layer = 1 if self.config and self.config.gradient_checkpointing else 16
-        activations = tokens * hidden * layers * per_layer * 4 + tokens * hidden * 16 * 4
-        logits = tokens * vocab * 4 * 2
-        return int(weights + optimizer + activations + logits)
+        shape = ModelShape.from_config(cfg.to_dict(), n_params)
+        return memory_estimate(shape, n_trainable, next(self.model.parameters()).element_size(), micro_batch,
+                               longest, bool(self.config and self.config.gradient_checkpointing))
 
 
 def _problem_dict(problem: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 
 from desktop_llm.finetune.client import FinetuneProcess
 from desktop_llm.finetune.config import TrainConfig
+from desktop_llm.finetune.estimate import ModelShape, lora_parameters
 from desktop_llm.finetune.runs import create_run, read_events, run_summary
 
 FACTS = {
@@ -78,7 +79,14 @@ def run_to_end(run_dir: Path, timeout: float = 120) -> list[dict]:
     return events
 
 
-def test_lora_teaches_the_bundled_model_new_facts(bundled_ref, base_folder, tmp_path):
+@pytest.fixture(scope="module")
+def trained_run(bundled_ref, tmp_path_factory) -> tuple[Path, list[dict]]:
+    data = write_facts(tmp_path_factory.mktemp("facts") / "facts.jsonl")
+    run_dir = create_run(small_config(bundled_ref, data, learning_rate=2e-3, epochs=3))
+    return run_dir, run_to_end(run_dir)
+
+
+def test_lora_teaches_the_bundled_model_new_facts(base_folder, trained_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -88,15 +96,16 @@ def test_lora_teaches_the_bundled_model_new_facts(bundled_ref, base_folder, tmp_
     for question, fact in PROBES.items():
         assert fact not in before[question], "the base model must not know the made-up facts already"
 
-    data = write_facts(tmp_path / "facts.jsonl")
-    run_dir = create_run(small_config(bundled_ref, data, learning_rate=2e-3, epochs=3))
-    events = run_to_end(run_dir)
+    run_dir, events = trained_run
     assert events[-1]["event"] == "done", events[-1]
     plan = next(e for e in events if e["event"] == "plan")
     steps = [e for e in events if e["event"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, plan["steps"] + 1))
     assert steps[-1]["loss"] < steps[0]["loss"] / 2, [e["loss"] for e in steps]
     assert all(e["tokens_per_second"] > 0 and e["eta_seconds"] >= 0 for e in steps)
+    # The page's estimate of the adapter's size is the adapter peft built.
+    shape = ModelShape.from_config(json.loads((base_folder / "config.json").read_text()), plan["parameters"])
+    assert lora_parameters(shape, 8) == plan["trainable_parameters"]
 
     adapter = Path(events[-1]["adapter"])
     assert adapter == run_dir / "adapter" and (adapter / "adapter_model.safetensors").is_file()
@@ -108,6 +117,31 @@ def test_lora_teaches_the_bundled_model_new_facts(bundled_ref, base_folder, tmp_
     assert [e["event"] for e in read_events(run_dir)] == [e["event"] for e in events]
     summary = run_summary(run_dir)
     assert summary.state == "finished" and summary.adapter == str(adapter) and summary.last_step == plan["steps"]
+
+
+def test_the_gguf_export_of_the_trained_model_knows_the_facts_in_llama_cpp(trained_run, capsys):
+    from desktop_llm.cli import main
+    from desktop_llm.core.models import list_local_models
+    from desktop_llm.engine.client import EngineClient
+
+    run_dir, events = trained_run
+    assert events[-1]["event"] == "done", events[-1]
+    assert main(["finetune", "--export", run_dir.name, "--format", "gguf-q8_0"]) == 0
+    gguf_file = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert gguf_file.is_file() and gguf_file.suffix == ".gguf"
+    listed = {m.path: m for m in list_local_models()}
+    assert str(gguf_file) in listed and listed[str(gguf_file)].error is None, "the export joins the library"
+
+    engine = EngineClient()
+    try:
+        info = engine.load(str(gguf_file))
+        assert info["backend"] == "llamacpp", info
+        for question, fact in PROBES.items():
+            reply = engine.generate(messages=[{"role": "user", "content": question}],
+                                    params={"temperature": 0.0, "max_tokens": 24}).text()
+            assert fact in reply, (question, reply)
+    finally:
+        engine.shutdown()
 
 
 def test_cancel_writes_a_checkpoint_and_the_run_resumes_exactly(bundled_ref, tmp_path):
