@@ -29,6 +29,7 @@ from desktop_llm.core.settings import Settings, save_settings
 from desktop_llm.gui.chat_page import ChatPage
 from desktop_llm.gui.chat_persistence import ChatPersistence
 from desktop_llm.gui.engine_bridge import QtEngine
+from desktop_llm.gui.finetune_page import FinetunePage
 from desktop_llm.gui.hub_services import HubServices
 from desktop_llm.gui.hub_settings_group import HubSettingsGroup
 from desktop_llm.gui.markdown_html import warm_up as markdown_warm_up
@@ -69,7 +70,10 @@ class MainWindow(QMainWindow):
         self.settings_page = SettingsPage(settings, [])
         self.hub_settings = HubSettingsGroup(self.hub)
         self.settings_page.add_group(self.hub_settings, self.hub_settings.changed)
-        for name, page in (("Chat", self.chat), ("Models", self.models_page), ("Settings", self.settings_page)):
+        self.finetune_page = FinetunePage(self.background)
+        pages = (("Chat", self.chat), ("Models", self.models_page), ("Fine-tune", self.finetune_page),
+                 ("Settings", self.settings_page))
+        for name, page in pages:
             self.nav.addItem(name)
             self.pages.addWidget(page)
         self.nav.setCurrentRow(0)
@@ -139,6 +143,9 @@ class MainWindow(QMainWindow):
         self.models_page.status.connect(lambda text: status.showMessage(text, 8000))
         # A download, import or delete changes what Settings offers as the default model.
         self.models_page.library.models_changed.connect(self.settings_page.set_models)
+        self.finetune_page.chat_requested.connect(self.chat_with_model)
+        self.finetune_page.models_changed.connect(self.models_page.library.refresh)
+        self.finetune_page.status.connect(lambda text: status.showMessage(text, 8000))
         self.settings_page.changed.connect(self._on_settings_changed)
         self.settings_page.reload_requested.connect(self.reload_model)
         theme_notifier().changed.connect(self.chat.set_dark)
@@ -185,6 +192,17 @@ class MainWindow(QMainWindow):
     def _load_from_models_page(self, ref: ModelRef) -> None:
         self.load_model(ref)
         self._show_chat()
+
+    def chat_with_model(self, path: str) -> None:
+        """Load a model (a fine-tune's export) and open a new chat with it."""
+
+        def found(ref: ModelRef) -> None:
+            self.load_model(ref)
+            self.chat.new_chat()
+            self._show_chat()
+
+        self.background.run(lambda: resolve_model(path), found,
+                            lambda exc: self.statusBar().showMessage(f"Cannot open {path}: {exc}", 8000))
 
     def reload_model(self) -> None:
         if self._model is not None:

@@ -198,7 +198,7 @@ def test_gated_model_says_how_to_get_access_then_downloads_with_a_token(qtbot, m
 
     # Settings › Hub: a wrong token is refused with the reason; the right one is checked and saved, masked.
     group = win.hub_settings
-    win.nav.setCurrentRow(2)
+    win.nav.setCurrentRow(3)
     group.token_edit.setText("hf_wrongtoken000000")
     qtbot.mouseClick(group.save_token_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "did not accept your token" in group.token_status.text(), timeout=15_000)
