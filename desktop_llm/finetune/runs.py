@@ -171,9 +171,11 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def run_state(run_dir: Path, events: list[dict[str, Any]] | None = None) -> str:
-    if running_pid(run_dir) is not None:
-        return "running"
     events = read_events(run_dir) if events is None else events
+    last = events[-1].get("event") if events else None
+    # A final last event decides even while the process is still exiting (it said its last word).
+    if last not in FINAL_EVENTS and running_pid(run_dir) is not None:
+        return "running"
     final = next((e["event"] for e in reversed(events) if e.get("event") in FINAL_EVENTS), None)
     if final is None:
         # Started and gone without a word (killed with the app, power cut): it failed, but resumes.

@@ -412,7 +412,7 @@ class Trainer:
                 break
             if record.messages is not None:
                 first_user = next((i for i, m in enumerate(record.messages) if m["role"] == "user"), None)
-                if first_user is not None:
+                if first_user is not None and all(shown != record.messages[first_user]["content"] for shown, _ in out):
                     # Keep a leading system message: the model was trained with it.
                     turns = [dict(m) for m in record.messages[:first_user + 1] if m["role"] in ("system", "user")]
                     out.append((record.messages[first_user]["content"], turns))

@@ -141,6 +141,7 @@ class DataStep(QWidget):
 
         self.problems = QListWidget()
         self.problems.setObjectName("datasetProblems")
+        self.problems.setWordWrap(True)
         problems_box = QGroupBox("Problems (by line)")
         QVBoxLayout(problems_box).addWidget(self.problems)
 

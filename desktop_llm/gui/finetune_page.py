@@ -44,7 +44,12 @@ _TRAINABLE_FORMATS = ("gguf", "hf")
 
 
 def describe_model(ref: ModelRef) -> str:
-    size = f"{ref.parameters / 1e9:.2f} B weights" if ref.parameters else "size unknown"
+    if not ref.parameters:
+        size = "size unknown"
+    elif ref.parameters < 1e9:
+        size = f"{ref.parameters / 1e6:.0f} million weights"
+    else:
+        size = f"{ref.parameters / 1e9:.1f} billion weights"
     kind = "GGUF (converted once for training)" if ref.format == "gguf" else "safetensors folder"
     return f"{ref.name}\n{size} · {kind}"
 

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -56,6 +57,8 @@ class TrainView(QWidget):
         self.stage = QLabel("")
         self.stage.setObjectName("trainStage")
         self.stage.setWordWrap(True)
+        # Its two lines of text must not be squeezed by the chart, which takes all the height it can.
+        self.stage.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         self.progress = QProgressBar()
         self.progress.setObjectName("trainProgress")
         self.progress.setRange(0, 100)
@@ -196,7 +199,7 @@ class TrainView(QWidget):
         elif kind == "done":
             self.progress.setValue(100)
             self.stage.setText(f"Finished: {e.get('steps')} steps in {format_duration(e.get('seconds'))}. "
-                               f"Train loss {_fmt_loss(e.get('train_loss'))}, validation loss "
+                               f"Mean train loss of the last steps {_fmt_loss(e.get('train_loss'))}, validation loss "
                                f"{_fmt_loss(e.get('val_loss'))}. The adapter is in {e.get('adapter')}.")
             self._set_buttons("finished")
             self.state_changed.emit("finished")
