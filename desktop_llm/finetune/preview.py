@@ -27,6 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from desktop_llm.core.datasets import Record, load_dataset  # noqa: E402
 from desktop_llm.core.errors import InvalidRequest, TemplateError  # noqa: E402
+from desktop_llm.core.models import ref_for_path  # noqa: E402
 from desktop_llm.finetune import runs  # noqa: E402
 from desktop_llm.finetune.config import TrainConfig  # noqa: E402
 from desktop_llm.finetune.event_stream import EventStream, run_reporting  # noqa: E402
@@ -62,22 +63,12 @@ def token_marks(record: Record, tokenizer: Any, template: str | None, train_on: 
 def model_facts(folder: Path, device_name: str) -> dict[str, Any]:
     """Shape, weight count and the device and dtype training would use."""
     import torch
-    from safetensors import safe_open
 
     from desktop_llm.finetune.trainer import pick_device, pick_dtype
 
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    parameters = 0
-    for file in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as fh:
-            for name in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
-                shape = fh.get_slice(name).get_shape()
-                count = 1
-                for n in shape:
-                    count *= int(n)
-                parameters += count
     device = pick_device(device_name)
-    return {"config": config, "parameters": parameters, "device": device.type,
+    return {"config": config, "parameters": ref_for_path(folder).parameters or 0, "device": device.type,
             "weight_bytes": torch.empty((), dtype=pick_dtype(device, "lora")).element_size(),
             "threads": torch.get_num_threads()}
 

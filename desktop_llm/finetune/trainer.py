@@ -54,6 +54,7 @@ from desktop_llm.finetune.estimate import (
     memory_estimate,
     steps_of,
 )
+from desktop_llm.finetune.event_stream import claim_stdout
 from desktop_llm.finetune.tokenize import (
     IGNORE,
     TokenizedExample,
@@ -718,10 +719,7 @@ def main(argv: Sequence[str] | None = None, out: BinaryIO | None = None,
         return 2
     run_dir = Path(args[0]).expanduser()
     if out is None:
-        # The protocol owns the real stdout; anything a library prints goes to stderr (train.log).
-        out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-        sys.stdout = sys.stderr
+        out = claim_stdout().stream  # anything a library prints goes to stderr (train.log)
     events = EventLog(run_dir, out)
     cancel = threading.Event()
     if install_handlers:

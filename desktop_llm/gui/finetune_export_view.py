@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from desktop_llm.finetune import exports, runs
@@ -35,7 +35,7 @@ class ExportView(QWidget):
         self.adapter = QLabel("")
         self.adapter.setObjectName("adapterPath")
         self.adapter.setWordWrap(True)
-        self.adapter.setTextInteractionFlags(self.adapter.textInteractionFlags() | _selectable())
+        self.adapter.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.boxes: dict[str, QCheckBox] = {}
         layout = QVBoxLayout(self)
         layout.addWidget(self.heading)
@@ -62,7 +62,7 @@ class ExportView(QWidget):
         self.status = QLabel("")
         self.status.setObjectName("exportStatus")
         self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(self.status.textInteractionFlags() | _selectable())
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         row = QHBoxLayout()
         row.addWidget(self.export_button)
         row.addWidget(self.chat_button)
@@ -136,9 +136,3 @@ class ExportView(QWidget):
             hint = f" {e['hint']}" if e.get("hint") else ""
             self.status.setText(f"<span style='color:#c62828'>{html.escape(str(e.get('message')))}</span>"
                                 f"{html.escape(hint)}")
-
-
-def _selectable() -> Any:
-    from PySide6.QtCore import Qt
-
-    return Qt.TextInteractionFlag.TextSelectableByMouse

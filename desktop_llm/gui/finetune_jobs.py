@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -46,14 +45,12 @@ class RunWatcher(QObject):
     """Reads the events a run appends to its history and emits the new ones, oldest first."""
 
     event = Signal(dict)
-    ended = Signal(dict)  # the final event (done, cancelled, error)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.run_dir: Path | None = None
         self._offset = 0
         self._pending = b""
-        self.final: dict[str, Any] | None = None
         self.proc: FinetuneProcess | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(WATCH_INTERVAL_MS)
@@ -63,9 +60,11 @@ class RunWatcher(QObject):
         """Replay the run's history so far, then follow it while it runs.
 
         ``proc``: the process this window started for it (it records even a silent death, so the
-        watcher waits for a final event); None for a run followed from an earlier session.
+        watcher follows it until it ends); None for a run followed from an earlier session.
         """
-        self.run_dir, self._offset, self._pending, self.final = Path(run_dir), 0, b"", None
+        # The whole history is replayed: a resumed run's holds the earlier session's "cancelled" too, so
+        # following stops when the process ends, not at a final event.
+        self.run_dir, self._offset, self._pending = Path(run_dir), 0, b""
         self.proc = proc
         self.poll()
         self._timer.start()
@@ -76,6 +75,10 @@ class RunWatcher(QObject):
     def poll(self) -> None:
         if self.run_dir is None:
             return
+        # Asked before reading: whatever a process wrote before it ended is in the file by then.
+        # Our own process: its client sets ``finished`` after recording even a silent death. A run followed
+        # from an earlier session: its process is gone.
+        gone = self.proc.finished.is_set() if self.proc is not None else runs.running_pid(self.run_dir) is None
         try:
             with (self.run_dir / runs.EVENTS_FILE).open("rb") as fh:
                 fh.seek(self._offset)
@@ -92,13 +95,6 @@ class RunWatcher(QObject):
                 continue
             if not isinstance(event, dict):
                 continue
-            if event.get("event") in runs.FINAL_EVENTS:
-                self.final = event
             self.event.emit(event)
-            if event.get("event") in runs.FINAL_EVENTS:
-                self.ended.emit(event)
-        if self.final is not None:
-            self._timer.stop()
-        elif self.proc is None and runs.running_pid(self.run_dir) is None:
-            # Followed from an earlier session and its process is gone without a last word: nothing more comes.
+        if gone:
             self._timer.stop()
