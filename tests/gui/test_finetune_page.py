@@ -94,8 +94,15 @@ def test_wizard_walks_to_a_short_run_and_chats_with_the_result(qtbot, open_windo
 
     # The run is in the history with its state.
     page.tabs.setCurrentIndex(1)
-    qtbot.waitUntil(lambda: page.runs_view.list.count() == 1, timeout=5_000)
-    assert "finished" in page.runs_view.list.item(0).text()
+    # (Other tests' runs share the session's app home: find this run's row by its folder.)
+    runs_list = page.runs_view.list
+
+    def listed() -> list[str]:
+        return [runs_list.item(i).text() for i in range(runs_list.count())
+                if runs_list.item(i).data(Qt.ItemDataRole.UserRole) == str(page.run_dir)]
+
+    qtbot.waitUntil(lambda: len(listed()) == 1, timeout=5_000)
+    assert "finished" in listed()[0] and page.run_dir.name in listed()[0]
     page.tabs.setCurrentIndex(0)
 
     # 6. Export and "Chat with it": a GGUF is made, joins the library, and a new chat runs on it.
