@@ -103,6 +103,18 @@ class GenerationStream(Request):
         return "".join(e["text"] for e in self.tokens())
 
 
+def _prompt_fields(prompt: str | None, messages: Sequence[dict[str, Any]] | None,
+                   params: SamplingParams | dict[str, Any] | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if messages is not None:
+        fields["messages"] = list(messages)
+    else:
+        fields["prompt"] = prompt or ""
+    if params is not None:
+        fields["params"] = params.to_dict() if isinstance(params, SamplingParams) else params
+    return fields
+
+
 class EngineClient:
     """Talks to one engine process; restarts it on demand after a crash."""
 
@@ -267,22 +279,39 @@ class EngineClient:
 
     def generate(self, prompt: str | None = None, messages: Sequence[dict[str, Any]] | None = None,
                  params: SamplingParams | dict[str, Any] | None = None, alternatives: int = 0,
-                 on_event: EventCallback | None = None, fit_context: bool = False) -> GenerationStream:
+                 on_event: EventCallback | None = None, fit_context: bool = False,
+                 continuation: Sequence[int] | None = None) -> GenerationStream:
         """Start a reply to a raw ``prompt`` or to chat ``messages``; returns the live stream.
 
         ``fit_context``: leave out the oldest turns of ``messages`` (never system messages) so the
         prompt leaves room for the reply; the done event's ``dropped_messages`` says how many.
+        ``continuation``: token ids chosen after the prompt (branching from an alternative): all
+        but the last are read with the prompt, the last is the reply's first token (its token
+        event has ``forced: true``), and sampling goes on from there.
         """
-        fields: dict[str, Any] = {"alternatives": alternatives}
-        if messages is not None:
-            fields["messages"] = list(messages)
-            if fit_context:
-                fields["fit_context"] = True
-        else:
-            fields["prompt"] = prompt or ""
-        if params is not None:
-            fields["params"] = params.to_dict() if isinstance(params, SamplingParams) else params
+        fields = _prompt_fields(prompt, messages, params)
+        fields["alternatives"] = alternatives
+        if messages is not None and fit_context:
+            fields["fit_context"] = True
+        if continuation:
+            fields["continuation"] = [int(t) for t in continuation]
         return self.request("generate", on_event, GenerationStream, **fields)  # type: ignore[return-value]
+
+    def next_token(self, prompt: str | None = None, messages: Sequence[dict[str, Any]] | None = None,
+                   continuation: Sequence[int] | None = None,
+                   params: SamplingParams | dict[str, Any] | None = None, top: int = 20,
+                   timeout: float | None = None) -> dict[str, Any]:
+        """Step mode: how the sampler picks the token after the prompt and ``continuation``.
+
+        Returns the result event: ``before`` / ``after`` the sampler chain (top ``top`` tokens),
+        ``stages`` with how many tokens each kept, ``sampled`` and ``is_end`` (see
+        docs/engine-protocol.md). The continuation is not extended: add ``sampled`` to it yourself.
+        """
+        fields = _prompt_fields(prompt, messages, params)
+        fields["top"] = top
+        if continuation:
+            fields["continuation"] = [int(t) for t in continuation]
+        return self.request("next_token", **fields).wait(timeout)
 
     def cancel(self, req: Request) -> None:
         """Ask the engine to stop ``req``; if it has not stopped after ``cancel_grace`` s, restart the engine."""
@@ -304,6 +333,10 @@ class EngineClient:
 
     def tokenize(self, text: str, add_special: bool = False, parse_special: bool = True) -> dict[str, Any]:
         return self.request("tokenize", text=text, add_special=add_special, parse_special=parse_special).wait()
+
+    def tokenize_messages(self, messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """A chat's tokens as generate would feed them: rendered with the model's chat template."""
+        return self.request("tokenize", messages=list(messages)).wait()
 
     def detokenize(self, tokens: list[int]) -> str:
         return self.request("detokenize", tokens=tokens).wait()["text"]

@@ -7,16 +7,23 @@ when it stops, how fast it was) is decided here, once, for both backends.
 from __future__ import annotations
 
 import codecs
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from desktop_llm.core.chat_template import render_chat
-from desktop_llm.core.errors import ContextOverflow, InvalidRequest
+from desktop_llm.core.errors import ContextOverflow, InvalidRequest, UnsupportedParameter
 from desktop_llm.core.sampling import SamplingParams
-from desktop_llm.engine.protocol import MAX_ALTERNATIVES
+from desktop_llm.engine.protocol import MAX_ALTERNATIVES, MAX_STEP_TOP
+from desktop_llm.engine.sampling_stages import explain_next_token
+
+# A model needs at least one token to predict the next one from (llama.cpp fails on none).
+EMPTY_PROMPT = ("The prompt is empty.", "Type something for the model to continue.")
 
 
 class Cancelled(Exception):
@@ -29,10 +36,12 @@ class TokenStep:
     piece: bytes
     logprob: float
     alternatives: list[tuple[int, float]] = field(default_factory=list)
+    forced: bool = False  # the chosen continuation's last token, not sampled
 
 
 class GenerationBackend(Protocol):
     n_ctx: int
+    n_vocab: int
 
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]: ...
     def token_piece(self, token_id: int) -> bytes: ...
@@ -40,7 +49,15 @@ class GenerationBackend(Protocol):
     def special_tokens(self) -> dict[str, str]: ...
     def check_params(self, params: SamplingParams) -> None: ...
     def stream(self, tokens: list[int], params: SamplingParams, n_alternatives: int,
-               cancel: threading.Event) -> Iterator[TokenStep]: ...
+               cancel: threading.Event, continuation: list[int] | None = None) -> Iterator[TokenStep]:
+        """Tokens after ``tokens``. With a ``continuation``, all its ids but the last are
+        evaluated after the prompt (and count as generated for the penalties); the last is
+        yielded first, with ``forced=True``, then sampling goes on from there."""
+        ...
+    def next_logits(self, tokens: list[int], cancel: threading.Event) -> np.ndarray:
+        """Raw logits (float32, a copy) of the position after ``tokens``, reusing the KV cache."""
+        ...
+    def is_end_token(self, token_id: int) -> bool: ...
 
 
 class StopSequenceFilter:
@@ -143,6 +160,20 @@ def build_prompt_tokens(backend: GenerationBackend, request: dict[str, Any]) -> 
     raise InvalidRequest("A generate request needs a 'prompt' (text) or 'messages' (a chat).")
 
 
+def read_continuation(request: dict[str, Any], n_vocab: int) -> list[int]:
+    """The request's ``continuation`` (token ids chosen after the prompt), checked; [] when absent."""
+    value = request.get("continuation")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        raise InvalidRequest("continuation must be a list of token ids (whole numbers).")
+    bad = next((t for t in value if not 0 <= t < n_vocab), None)
+    if bad is not None:
+        raise InvalidRequest(f"continuation names token id {bad}, but this model's ids run 0 to {n_vocab - 1}.",
+                             "Pick tokens from this model's alternatives or tokenizer.")
+    return value
+
+
 def run_generation(
     backend: GenerationBackend,
     request: dict[str, Any],
@@ -157,16 +188,29 @@ def run_generation(
     n_alt = int(request.get("alternatives") or 0)
     if not 0 <= n_alt <= MAX_ALTERNATIVES:
         raise InvalidRequest(f"alternatives must be between 0 and {MAX_ALTERNATIVES}, not {n_alt}.")
+    continuation = read_continuation(request, backend.n_vocab)
+    if continuation and (params.grammar or params.json_schema):
+        # llama.cpp's grammar sampler aborts on a token its grammar does not allow.
+        raise InvalidRequest(
+            "A grammar or JSON schema cannot be combined with a chosen continuation: the grammar "
+            "could not accept tokens it did not pick itself.",
+            "Turn off the grammar / JSON schema to branch from an alternative token.")
+    # The continuation's ids before the last one sit in the context like prompt tokens; the
+    # last one is the reply's first token.
+    history = max(0, len(continuation) - 1)
     dropped = 0
     if request.get("fit_context") and "messages" in request:
-        reserve = min(params.max_tokens, backend.n_ctx // 4)
+        reserve = min(params.max_tokens, backend.n_ctx // 4) + history
         tokens, _, dropped = fit_messages(backend, request["messages"], reserve)
     else:
         tokens, _ = build_prompt_tokens(backend, request)
-    room = backend.n_ctx - len(tokens)
+    if not tokens and history == 0:
+        raise InvalidRequest(*EMPTY_PROMPT)
+    room = backend.n_ctx - len(tokens) - history
     if room < 1:
+        what = f"The prompt is {len(tokens)} tokens" + (f" plus {history} chosen tokens" if history else "")
         raise ContextOverflow(
-            f"The prompt is {len(tokens)} tokens but the model's context holds {backend.n_ctx}.",
+            f"{what} but the model's context holds {backend.n_ctx}.",
             "Shorten the prompt or conversation, or load the model with a larger context size.",
         )
     limit = min(params.max_tokens, room)
@@ -186,7 +230,7 @@ def run_generation(
             first_at = first_at or now
             last_at = now
             pieces.append(text)
-            emit({
+            event = {
                 "event": "token",
                 "token_id": step.token_id,
                 "text": text,
@@ -196,9 +240,12 @@ def run_generation(
                      "logprob": lp}
                     for tid, lp in step.alternatives
                 ],
-            })
+            }
+            if step.forced:
+                event["forced"] = True
+            emit(event)
 
-    steps = backend.stream(tokens, params, n_alt, cancel)
+    steps = backend.stream(tokens, params, n_alt, cancel, continuation)
     try:
         if cancel.is_set():
             raise Cancelled
@@ -240,4 +287,59 @@ def run_generation(
         "tokens_per_second": round((produced - 1) / decode_time, 2) if produced > 1 and decode_time > 0 else None,
         "total_ms": round((end - started) * 1000, 2),
         "seed": params.seed,
+    }
+
+
+def _piece_text(backend: GenerationBackend, token_id: int) -> str:
+    return backend.token_piece(token_id).decode("utf-8", errors="replace")
+
+
+def run_next_token(backend: GenerationBackend, request: dict[str, Any], cancel: threading.Event,
+                   received_at: float | None = None) -> dict[str, Any]:
+    """Step mode: the next token's distribution before and after each sampler stage, and one draw.
+
+    Returns the ``result`` event's fields (see docs/engine-protocol.md).
+    """
+    started = received_at or time.perf_counter()
+    params = SamplingParams.from_dict(request.get("params"))
+    refused = ("mirostat_mode" if params.mirostat_mode else "grammar" if params.grammar
+               else "json_schema" if params.json_schema else None)
+    if refused:
+        raise UnsupportedParameter(
+            f"Step mode cannot use the sampling parameter '{refused}': it shows the "
+            "top-k / typical / top-p / min-p / temperature chain one token at a time.",
+            "Mirostat, grammars and JSON schemas are used only in normal generation; "
+            "turn them off for step mode.")
+    backend.check_params(params)
+    top = request.get("top", 20)
+    if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= MAX_STEP_TOP:
+        raise InvalidRequest(f"top must be a whole number from 1 to {MAX_STEP_TOP}, not {top!r}.")
+    continuation = read_continuation(request, backend.n_vocab)
+    tokens, _ = build_prompt_tokens(backend, request)
+    position = len(tokens) + len(continuation)
+    if position == 0:
+        raise InvalidRequest(*EMPTY_PROMPT)
+    if position >= backend.n_ctx:
+        raise ContextOverflow(
+            f"The prompt and the chosen tokens are {position} tokens but the model's context "
+            f"holds {backend.n_ctx}, so there is no room for another token.",
+            "Shorten the prompt, go back a few tokens, or load the model with a larger context size.")
+    logits = backend.next_logits(tokens + continuation, cancel)
+    # A seed per (seed, position): stepping back and forth draws the same token at a position.
+    seed = params.seed if params.seed is not None else secrets.randbits(32)
+    info = explain_next_token(logits, params, continuation, top, np.random.default_rng([seed, position]))
+    sampled = info["sampled"]
+    return {
+        "prompt_tokens": len(tokens),
+        "position": position,
+        "n_ctx": backend.n_ctx,
+        "before": [{"token_id": tid, "text": _piece_text(backend, tid), "logprob": lp, "prob": p}
+                   for tid, lp, p in info["before"]],
+        "after": [{"token_id": tid, "text": _piece_text(backend, tid), "prob": p} for tid, p in info["after"]],
+        "stages": info["stages"],
+        "kept": info["kept"],
+        "sampled": {**sampled, "text": _piece_text(backend, sampled["token_id"])},
+        "is_end": bool(backend.is_end_token(sampled["token_id"])),
+        "seed": seed,
+        "ms": round((time.perf_counter() - started) * 1000, 2),
     }

@@ -11,12 +11,14 @@ from typing import Any
 
 PROTOCOL_VERSION = 1
 
-OPS = ("load", "unload", "generate", "tokenize", "detokenize", "cancel", "info", "shutdown")
+OPS = ("load", "unload", "generate", "next_token", "tokenize", "detokenize", "cancel", "info", "shutdown")
 # Events that end a request; every request gets exactly one of them.
 FINAL_EVENTS = ("loaded", "done", "result", "error")
 EVENTS = ("progress", "token", *FINAL_EVENTS)
 
 MAX_ALTERNATIVES = 20
+# Most tokens a next_token (step mode) result lists before and after the sampler chain.
+MAX_STEP_TOP = 50
 
 
 def encode(message: dict[str, Any]) -> bytes:

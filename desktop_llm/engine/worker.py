@@ -19,7 +19,7 @@ from desktop_llm import __version__
 from desktop_llm.core.errors import DesktopLLMError, InvalidRequest, NoModelLoaded
 from desktop_llm.core.models import ModelRef, resolve_model
 from desktop_llm.engine.backends import create_backend, pick_backend
-from desktop_llm.engine.generation import run_generation
+from desktop_llm.engine.generation import Cancelled, build_prompt_tokens, run_generation, run_next_token
 from desktop_llm.engine.protocol import OPS, PROTOCOL_VERSION, decode, encode
 
 
@@ -154,12 +154,25 @@ class Worker:
         done = run_generation(backend, req, self._cancels[rid], lambda ev: self.send(rid, **ev), received)
         self.send(rid, "done", **done)
 
+    def _op_next_token(self, rid: str, req: dict[str, Any], received: float) -> None:
+        backend = self._require_model()
+        try:
+            result = run_next_token(backend, req, self._cancels[rid], received)
+        except Cancelled:  # a cancel during a long prompt: not an error
+            self.send(rid, "result", cancelled=True)
+            return
+        self.send(rid, "result", **result)
+
     def _op_tokenize(self, rid: str, req: dict[str, Any], _received: float) -> None:
         backend = self._require_model()
         text = req.get("text")
-        if not isinstance(text, str):
-            raise InvalidRequest("tokenize needs 'text'.")
-        ids = backend.tokenize(text, bool(req.get("add_special", False)), bool(req.get("parse_special", True)))
+        if isinstance(req.get("messages"), list):
+            # A chat as the model reads it: through its chat template, as generate would send it.
+            ids, _prompt = build_prompt_tokens(backend, {"messages": req["messages"]})
+        elif isinstance(text, str):
+            ids = backend.tokenize(text, bool(req.get("add_special", False)), bool(req.get("parse_special", True)))
+        else:
+            raise InvalidRequest("tokenize needs 'text' or 'messages'.")
         pieces = [backend.token_piece(t).decode("utf-8", errors="replace") for t in ids]
         self.send(rid, "result", tokens=ids, pieces=pieces)
 

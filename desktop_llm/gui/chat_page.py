@@ -420,6 +420,17 @@ class ChatPage(QWidget):
         self._show_context(0, True)
         self.input.setFocus()
 
+    def start_from(self, system_prompt: str | None, params: dict[str, Any], draft: str) -> None:
+        """A new chat with a system prompt, sampling values and a message ready to send (from the Playground)."""
+        self.new_chat()
+        if self.busy:
+            return
+        self.conv.system_prompt = system_prompt or None
+        self.conv.params = self._changes_from_defaults(params)
+        self._show_chat_settings()
+        self.input.setPlainText(draft)
+        self._estimate_context()
+
     def refresh_conversations(self) -> None:
         if self.conversation_list.search_text().strip():
             return  # the list shows search hits; it goes back to the chats when the search is cleared

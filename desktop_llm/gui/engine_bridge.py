@@ -148,3 +148,76 @@ class QtEngine(QObject):
 
     def shutdown(self) -> None:
         self.client.shutdown()
+
+    # -- the Playground's own requests: results go to the caller's callbacks, not the chat's signals --
+    def start_stream(self, request: dict[str, Any], on_token: Callable[[dict[str, Any]], None],
+                     on_done: Callable[[dict[str, Any]], None], on_error: Callable[[str], None]) -> SideRun:
+        """Generate with ``request`` (EngineClient.generate keyword arguments) for a page other than Chat.
+
+        Token and done events reach ``on_token`` / ``on_done`` on the GUI thread; the engine counts as
+        busy meanwhile, so Chat waits and a model load is refused until it ends.
+        """
+        run = SideRun(self)
+        self._generating = True
+        self.state_changed.emit("busy")
+
+        def deliver(event: dict[str, Any]) -> None:
+            kind = event.get("event")
+            if kind == "token":
+                self._call_back.emit(on_token, event)
+            elif kind == "done":
+                self._call_back.emit(self._side_done, (on_done, event))
+
+        def work() -> None:
+            try:
+                run.stream = self.client.generate(on_event=deliver, **request)
+                if run.cancelled:
+                    run.stream.cancel()
+                run.stream.wait()
+            except DesktopLLMError as exc:
+                self._call_back.emit(self._side_done, (on_error, str(exc)))
+
+        threading.Thread(target=work, name="engine-side-generate", daemon=True).start()
+        return run
+
+    def _side_done(self, pair: tuple[Callable[[Any], None], Any]) -> None:
+        self._end_generation()
+        callback, value = pair
+        callback(value)
+
+    def call(self, job: Callable[[EngineClient], Any], on_result: Callable[[Any], None],
+             on_error: Callable[[str], None], busy: bool = False) -> None:
+        """Run ``job(client)`` off the GUI thread (a tokenize, a next-token step, a load for Compare); its
+        result or error message comes back on the GUI thread. ``busy``: Chat waits until it ends."""
+        if busy:
+            self._generating = True
+            self.state_changed.emit("busy")
+
+        def finish(pair: tuple[Callable[[Any], None], Any]) -> None:
+            if busy:
+                self._end_generation()
+            pair[0](pair[1])
+
+        def work() -> None:
+            try:
+                value = job(self.client)
+            except DesktopLLMError as exc:
+                self._call_back.emit(finish, (on_error, str(exc)))
+                return
+            self._call_back.emit(finish, (on_result, value))
+
+        threading.Thread(target=work, name="engine-call", daemon=True).start()
+
+
+class SideRun:
+    """A Playground generation in flight: ``cancel()`` stops it (its done event then says cancelled)."""
+
+    def __init__(self, engine: QtEngine) -> None:
+        self.engine = engine
+        self.stream: GenerationStream | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.stream is not None:
+            self.stream.cancel()

@@ -1,5 +1,5 @@
-"""The main window: a sidebar of pages (Chat, Models, Settings), the model in use with its load progress,
-and a status bar with the model, context use, the last reply's speed and the engine's state.
+"""The main window: a sidebar of pages (Chat, Playground, Models, Fine-tune, Settings), the model in use
+with its load progress, and a status bar with the model, context use, the last reply's speed and the engine's state.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from desktop_llm.gui.hub_settings_group import HubSettingsGroup
 from desktop_llm.gui.markdown_html import warm_up as markdown_warm_up
 from desktop_llm.gui.model_picker import ModelPicker
 from desktop_llm.gui.models_page import ModelsPage
+from desktop_llm.gui.playground_page import PlaygroundPage
 from desktop_llm.gui.settings_page import SettingsPage
 from desktop_llm.gui.theme import apply_theme, is_dark, theme_notifier
 
@@ -71,8 +72,9 @@ class MainWindow(QMainWindow):
         self.hub_settings = HubSettingsGroup(self.hub)
         self.settings_page.add_group(self.hub_settings, self.hub_settings.changed)
         self.finetune_page = FinetunePage(self.background)
-        pages = (("Chat", self.chat), ("Models", self.models_page), ("Fine-tune", self.finetune_page),
-                 ("Settings", self.settings_page))
+        self.playground = PlaygroundPage(engine, self.background)
+        pages = (("Chat", self.chat), ("Playground", self.playground), ("Models", self.models_page),
+                 ("Fine-tune", self.finetune_page), ("Settings", self.settings_page))
         for name, page in pages:
             self.nav.addItem(name)
             self.pages.addWidget(page)
@@ -146,6 +148,9 @@ class MainWindow(QMainWindow):
         self.finetune_page.chat_requested.connect(self.chat_with_model)
         self.finetune_page.models_changed.connect(self.models_page.library.refresh)
         self.finetune_page.status.connect(lambda text: status.showMessage(text, 8000))
+        self.playground.status.connect(lambda text: status.showMessage(text, 8000))
+        self.playground.send_to_chat.connect(self._chat_from_playground)
+        self.playground.restore_model.connect(self.load_model)
         self.settings_page.changed.connect(self._on_settings_changed)
         self.settings_page.reload_requested.connect(self.reload_model)
         theme_notifier().changed.connect(self.chat.set_dark)
@@ -308,9 +313,19 @@ class MainWindow(QMainWindow):
         self.hub.set_settings(settings)
         self.hub_settings.show_settings(settings)
 
-    # -- shortcuts --------------------------------------------------------------------------------
+    # -- pages ------------------------------------------------------------------------------------
+    def nav_row(self, page: QWidget) -> int:
+        return self.pages.indexOf(page)
+
+    def show_page(self, page: QWidget) -> None:
+        self.nav.setCurrentRow(self.nav_row(page))
+
     def _show_chat(self) -> None:
-        self.nav.setCurrentRow(0)
+        self.show_page(self.chat)
+
+    def _chat_from_playground(self, system_prompt: str | None, params: dict[str, Any], draft: str) -> None:
+        self._show_chat()
+        self.chat.start_from(system_prompt, params, draft)
 
     def _new_chat(self) -> None:
         self._show_chat()

@@ -24,7 +24,7 @@ def models_window(open_window, populated_hub, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("DESKTOP_LLM_HOME", str(tmp_path / "home"))
     win = open_window(hub_endpoint=populated_hub.url)
-    win.nav.setCurrentRow(1)
+    win.show_page(win.models_page)
     return win
 
 
@@ -198,7 +198,7 @@ def test_gated_model_says_how_to_get_access_then_downloads_with_a_token(qtbot, m
 
     # Settings › Hub: a wrong token is refused with the reason; the right one is checked and saved, masked.
     group = win.hub_settings
-    win.nav.setCurrentRow(3)
+    win.show_page(win.settings_page)
     group.token_edit.setText("hf_wrongtoken000000")
     qtbot.mouseClick(group.save_token_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "did not accept your token" in group.token_status.text(), timeout=15_000)
@@ -209,7 +209,7 @@ def test_gated_model_says_how_to_get_access_then_downloads_with_a_token(qtbot, m
     assert VALID_TOKEN not in group.token_status.text() and "3456" in group.token_status.text()
     assert group.token_edit.text() == ""
 
-    win.nav.setCurrentRow(1)
+    win.show_page(win.models_page)
     qtbot.mouseClick(downloads.resume_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: rows(downloads.table)[0][6] == "Done ✓ verified", timeout=30_000)
 
@@ -298,7 +298,7 @@ def test_a_paused_download_survives_a_restart_of_the_app(qtbot, models_window, o
 
     populated_hub.faults.slow.pop("Big-Q8_0.gguf")
     again = open_window(hub_endpoint=populated_hub.url)
-    again.nav.setCurrentRow(1)
+    again.show_page(again.models_page)
     page = again.models_page
     qtbot.waitUntil(lambda: first_state(page.downloads.table) == "Paused",
                     timeout=15_000)

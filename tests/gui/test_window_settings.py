@@ -106,7 +106,7 @@ def test_settings_page_changes_the_theme_and_is_saved(qtbot, open_window):
     win = open_window()
     app = QApplication.instance()
     qtbot.mouseClick(win.nav.viewport(), Qt.MouseButton.LeftButton,
-                     pos=win.nav.visualItemRect(win.nav.item(3)).center())
+                     pos=win.nav.visualItemRect(win.nav.item(win.nav_row(win.settings_page))).center())
     assert win.pages.currentWidget() is win.settings_page
     combo = win.settings_page.findChild(type(win.settings_page.theme_combo), "themeCombo")
     try:

@@ -73,6 +73,7 @@ class LlamaCppBackend:
     def __init__(self) -> None:
         self.llm: llama_cpp.Llama | None = None
         self.n_ctx = 0
+        self.n_vocab = 0
         self._cancel: threading.Event | None = None
         # Kept alive for as long as llama.cpp holds the pointer.
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
@@ -117,7 +118,7 @@ class LlamaCppBackend:
             ) from exc
         self.n_ctx = self.llm.n_ctx()
         self._vocab = self.llm._model.vocab
-        self._n_vocab = self.llm.n_vocab()
+        self._n_vocab = self.n_vocab = self.llm.n_vocab()
         progress("loading weights", 1.0)
         return {
             "backend": self.name,
@@ -239,13 +240,38 @@ class LlamaCppBackend:
             llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._no_abort_cb, None)
             self._cancel = None
 
+    def next_logits(self, tokens: list[int], cancel: threading.Event) -> np.ndarray:
+        """Raw logits of the position after ``tokens`` (reusing the KV cache), copied out of llama.cpp."""
+        self._eval_prompt(tokens, cancel)
+        ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
+
+    def is_end_token(self, token_id: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token_id))
+
     def stream(self, tokens: list[int], params: SamplingParams, n_alternatives: int,
-               cancel: threading.Event) -> Iterator[TokenStep]:
+               cancel: threading.Event, continuation: list[int] | None = None) -> Iterator[TokenStep]:
         llm = self.llm
         sampler = self._sampler(params)
         work = np.empty(self._n_vocab, dtype=np.float32)
         try:
-            self._eval_prompt(tokens, cancel)
+            if continuation:
+                # The chosen tokens count as generated for the penalties. (A grammar sampler in
+                # the chain would abort on tokens it did not allow: generation refuses that mix.)
+                for tok in continuation:
+                    llama_cpp.llama_sampler_accept(sampler.sampler, tok)
+                self._eval_prompt(tokens + continuation[:-1], cancel)
+                forced = continuation[-1]
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
+                                               shape=(self._n_vocab,))
+                logprob, alts = logprob_and_top_k(logits, forced, n_alternatives, work)
+                yield TokenStep(forced, self.token_piece(forced), logprob, alts, forced=True)
+                # A chosen end-of-generation token is shown, then the reply ends there.
+                if llm.n_tokens >= self.n_ctx or llama_cpp.llama_vocab_is_eog(self._vocab, forced):
+                    return
+                llm.eval([forced])
+            else:
+                self._eval_prompt(tokens, cancel)
             while True:
                 logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
                                                shape=(self._n_vocab,))

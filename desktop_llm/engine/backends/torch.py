@@ -126,6 +126,7 @@ class TorchBackend:
         self.n_ctx = 0
         self.weights_path: Path | None = None
         self._n_vocab = 0
+        self.n_vocab = 0
         self._eog: set[int] = set()
         self._pieces: dict[int, bytes] = {}
         self._piece_style = "decode"
@@ -185,7 +186,7 @@ class TorchBackend:
         train_ctx = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         self.n_ctx = opts.get("n_ctx") or min(train_ctx or DEFAULT_CTX, DEFAULT_CTX)
         out_emb = model.get_output_embeddings()
-        self._n_vocab = int(getattr(out_emb, "out_features", 0) or config.vocab_size)
+        self._n_vocab = self.n_vocab = int(getattr(out_emb, "out_features", 0) or config.vocab_size)
         self._eog = self._end_of_generation_ids()
         self._added = {int(i): str(t) for i, t in tokenizer.added_tokens_decoder.items()}
         kinds = _decoder_types(tokenizer)
@@ -393,15 +394,27 @@ class TorchBackend:
         return logits
 
     def stream(self, tokens: list[int], params: SamplingParams, n_alternatives: int,
-               cancel: threading.Event) -> Iterator[TokenStep]:
+               cancel: threading.Event, continuation: list[int] | None = None) -> Iterator[TokenStep]:
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         generator = torch.Generator(device="cpu")
         generator.manual_seed(seed)
         # As in the llama.cpp backend, the penalties look at the generated tokens (the sampler
-        # there is only told about the tokens it picked).
-        history: list[int] = []
+        # there is only told about the tokens it picked), and at a chosen continuation's tokens.
+        history: list[int] = list(continuation or [])
         try:
-            logits = self._eval_prompt(tokens, cancel)
+            if continuation:
+                logits = self._eval_prompt(tokens + continuation[:-1], cancel)
+                forced = continuation[-1]
+                logprob, alts = logprob_and_top_k(logits.numpy(), forced, n_alternatives)
+                yield TokenStep(forced, self.token_piece(forced), logprob, alts, forced=True)
+                # A chosen end-of-generation token is shown, then the reply ends there.
+                if len(self._cache_tokens) >= self.n_ctx or forced in self._eog:
+                    return
+                if cancel.is_set():
+                    raise Cancelled
+                logits = self._forward([forced])
+            else:
+                logits = self._eval_prompt(tokens, cancel)
             while True:
                 token = self.sample(logits, params, history, generator)
                 if token in self._eog:
@@ -420,6 +433,19 @@ class TorchBackend:
             # The cache may hold half a step: forget it rather than reuse it.
             self._cache, self._cache_tokens = None, []
             raise
+
+    def next_logits(self, tokens: list[int], cancel: threading.Event) -> np.ndarray:
+        """Raw logits of the position after ``tokens``, reusing the KV cache (step mode)."""
+        try:
+            return self._eval_prompt(tokens, cancel).numpy()
+        except Cancelled:
+            raise
+        except BaseException:
+            self._cache, self._cache_tokens = None, []
+            raise
+
+    def is_end_token(self, token_id: int) -> bool:
+        return token_id in self._eog
 
     def next_token_logits(self, tokens: list[int]) -> np.ndarray:
         """Raw next-token logits after ``tokens`` (a fresh forward pass, no cache reuse)."""
