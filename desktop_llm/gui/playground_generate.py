@@ -48,6 +48,7 @@ def stats_text(done: dict[str, Any]) -> str:
 class GenerateView(QWidget):
     status = Signal(str)
     run_finished = Signal(dict)  # the done event of a run or branch
+    keep_text = Signal(str)  # the shown branch's text, to go on from in the prompt
 
     def __init__(self, engine: QtEngine, source: Callable[[], dict[str, Any]], params: Callable[[], SamplingParams],
                  parent: QWidget | None = None) -> None:
@@ -78,10 +79,16 @@ class GenerateView(QWidget):
         self.back_button = QPushButton("◀ Parent")
         self.back_button.setToolTip("Show the branch this one came from")
         self.back_button.clicked.connect(self.go_parent)
+        self.keep_button = QPushButton("Add to prompt")
+        self.keep_button.setObjectName("keepText")
+        self.keep_button.setToolTip("Put the text shown into the prompt, to edit it and generate on from there")
+        self.keep_button.setEnabled(False)
+        self.keep_button.clicked.connect(self._keep)
         top = QHBoxLayout()
         for w in (self.generate_button, self.stop_button, self.show_probs):
             top.addWidget(w)
         top.addStretch(1)
+        top.addWidget(self.keep_button)
         top.addWidget(self.back_button)
 
         self.view = TokenView()
@@ -159,6 +166,7 @@ class GenerateView(QWidget):
         self.show_branch(branch_id)
         request["alternatives"] = ALTERNATIVES if self.show_probs.isChecked() else 0
         self.generate_button.setEnabled(False)
+        self.keep_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.stats.setText("Running…")
         self.run = self.engine.start_stream(request, lambda e, b=branch_id: self._token(b, e),
@@ -188,6 +196,7 @@ class GenerateView(QWidget):
     def _idle(self) -> None:
         self.run = None
         self.running_branch = None
+        self.keep_button.setEnabled(True)
         self.generate_button.setEnabled(True)
         self.stop_button.setEnabled(False)
 
@@ -221,6 +230,10 @@ class GenerateView(QWidget):
             self.branches.blockSignals(True)
             self.branches.setCurrentItem(item)
             self.branches.blockSignals(False)
+
+    def _keep(self) -> None:
+        if self.current is not None and not self.busy:
+            self.keep_text.emit(self.tree.text(self.current))
 
     def go_parent(self) -> None:
         if self.current is not None and (parent := self.tree.branches[self.current].parent) is not None:

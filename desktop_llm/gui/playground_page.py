@@ -85,6 +85,7 @@ class PlaygroundPage(QWidget):
         for view in (self.generate_view, self.step_view, self.tokenizer_view, self.compare_view, self.params_panel):
             view.status.connect(self.status)
         self.compare_view.restore_model.connect(self.restore_model)
+        self.generate_view.keep_text.connect(self._keep_text)
         self.prompt.changed.connect(self.tokenizer_view.schedule)
         engine.loaded.connect(self.on_model_loaded)
         if engine.loaded_info:
@@ -96,6 +97,10 @@ class PlaygroundPage(QWidget):
 
     def params(self) -> SamplingParams:
         return self.params_panel.params()
+
+    def _keep_text(self, text: str) -> None:
+        self.prompt.keep(text)
+        self.status.emit("The text is in the prompt now: edit it, then generate on from there.")
 
     def on_model_loaded(self, info: dict[str, Any]) -> None:
         self.params_panel.set_backend(info.get("backend"))

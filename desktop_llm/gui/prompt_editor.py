@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -122,6 +123,15 @@ class PromptEditor(QWidget):
     def messages(self) -> list[dict[str, str]]:
         return [{"role": r.role.currentText(), "content": r.content.toPlainText()} for r in self.rows
                 if r.content.toPlainText().strip()]
+
+    def keep(self, text: str) -> None:
+        """Continue from generated ``text``: appended to the completion, or an assistant message in a chat."""
+        if self.is_chat():
+            self.add_message("assistant", text.strip())
+        else:
+            self.text.setPlainText(self.text.toPlainText() + text)
+            self.text.moveCursor(QTextCursor.MoveOperation.End)
+        self.changed.emit()
 
     def source(self) -> dict[str, Any]:
         """The prompt part of an engine request; an empty prompt is refused with what to do."""

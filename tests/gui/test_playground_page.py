@@ -106,6 +106,10 @@ def test_probability_view_shows_the_engines_alternatives_and_a_click_branches(qt
     view.branches.setCurrentItem(view.branches.topLevelItem(0).child(0))
     assert view.current == branch.id
 
+    # The branch's text goes into the prompt, to be edited and continued.
+    qtbot.mouseClick(view.keep_button, Qt.MouseButton.LeftButton)
+    assert page.prompt.text.toPlainText() == PROMPT + view.tree.text(branch.id)
+
 
 def test_send_to_chat_and_copy_as_python(qtbot, open_window):
     win, page = open_playground(open_window)
