@@ -7,6 +7,7 @@ from typing import Any
 
 from desktop_llm.core.models import ModelRef, resolve_model
 from desktop_llm.core.paths import logs_dir
+from desktop_llm.core.reply_stats import reply_figures
 from desktop_llm.engine.client import EngineClient
 
 
@@ -27,18 +28,9 @@ def load_model(client: EngineClient, spec: str | None, backend: str, options: di
 
 
 def stats_line(done: dict[str, Any]) -> str:
-    usage = done.get("usage") or {}
-    parts = [f"{usage.get('completion_tokens', 0)} tokens"]
-    if done.get("tokens_per_second"):
-        parts.append(f"{done['tokens_per_second']:.1f} tok/s")
-    if done.get("ttft_ms") is not None:
-        parts.append(f"first token {done['ttft_ms']:.0f} ms")
-    reason = {"length": "hit the token limit", "cancelled": "stopped", "stop": None}.get(done.get("finish_reason"))
-    if done.get("context_full"):
-        reason = "context full"
-    if reason:
-        parts.append(reason)
-    return "[" + ", ".join(parts) + "]"
+    ended_early = done.get("finish_reason") != "stop" or bool(done.get("context_full"))
+    figures = reply_figures(done, usage=False, finish=ended_early)
+    return f"[{(done.get('usage') or {}).get('completion_tokens', 0)} tokens, " + ", ".join(figures) + "]"
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:

@@ -38,6 +38,7 @@ from desktop_llm.core.errors import DesktopLLMError
 from desktop_llm.core.model_library import effective_load_options
 from desktop_llm.core.models import ModelRef, list_local_models
 from desktop_llm.core.presets import BUILTIN_PRESETS, Preset
+from desktop_llm.core.reply_stats import reply_figures
 from desktop_llm.core.sampling import SamplingParams
 from desktop_llm.core.settings import Settings, load_settings
 from desktop_llm.gui.background import Background
@@ -50,7 +51,6 @@ CURRENT_SETTINGS = "Current settings"
 LOADED_MODEL = "Loaded model"
 # Defaults for new columns: the current settings against presets whose output differs visibly.
 _DEFAULT_CHOICES = (CURRENT_SETTINGS, "Deterministic", "Creative", "Balanced")
-_FINISH_TEXT = {"length": "max tokens reached", "stop": "end of text", "cancelled": "stopped"}
 _ERROR_COLOR = "#d9534f"  # readable on light and dark palettes
 _SEED_LIMIT = 2**31  # well inside SamplingParams' range, and short enough to read and retype
 
@@ -172,17 +172,8 @@ class CompareColumn(QFrame):
 
     def show_result(self, done: dict[str, Any], model_name: str, settings_name: str) -> None:
         self.result = done
-        usage = done.get("usage") or {}
-        ttft = done.get("ttft_ms")
-        speed = done.get("tokens_per_second")
         finish = done.get("finish_reason") or "?"
-        figures = [
-            f"{usage.get('prompt_tokens', '?')} prompt tokens",
-            f"{usage.get('completion_tokens', '?')} generated",
-            f"first token {ttft:.0f} ms" if isinstance(ttft, (int, float)) else "first token –",
-            f"{speed:.1f} tokens/s" if isinstance(speed, (int, float)) else "– tokens/s",
-            _FINISH_TEXT.get(finish, finish),
-        ]
+        figures = reply_figures(done)
         origin = f"{model_name} · {settings_name} · seed {done.get('seed')}"
         self.show_state("stopped" if finish == "cancelled" else "done", " · ".join(figures) + "\n" + origin)
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from desktop_llm.core.model_library import effective_load_options, load_model_defaults
 from desktop_llm.core.models import ModelRef, list_local_models, resolve_model
+from desktop_llm.core.reply_stats import reply_figures
 from desktop_llm.core.settings import Settings, save_settings
 from desktop_llm.gui.chat_page import ChatPage
 from desktop_llm.gui.chat_persistence import ChatPersistence
@@ -293,12 +294,7 @@ class MainWindow(QMainWindow):
         self.context_status.setText(f"context {approx}{used:,} / {limit:,} tokens")
 
     def _on_reply_done(self, done: dict[str, Any]) -> None:
-        parts = []
-        if done.get("ttft_ms") is not None:
-            parts.append(f"first token {done['ttft_ms']:.0f} ms")
-        if done.get("tokens_per_second"):
-            parts.append(f"{done['tokens_per_second']:.1f} tok/s")
-        self.reply_stats.setText(" · ".join(parts))
+        self.reply_stats.setText(" · ".join(reply_figures(done, usage=False, finish=False)))
 
     # -- settings ---------------------------------------------------------------------------------
     def _on_settings_changed(self, settings: Settings) -> None:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from desktop_llm.core.branch_tree import BranchTree, TokenInfo
 from desktop_llm.core.errors import DesktopLLMError
+from desktop_llm.core.reply_stats import reply_figures
 from desktop_llm.core.sampling import SamplingParams
 from desktop_llm.gui.engine_bridge import QtEngine, SideRun
 from desktop_llm.gui.token_view import AlternativesList, TokenView
@@ -35,14 +36,7 @@ ALTERNATIVES = 10  # how many alternatives each token brings with the probabilit
 
 
 def stats_text(done: dict[str, Any]) -> str:
-    usage = done.get("usage") or {}
-    tps = done.get("tokens_per_second")
-    parts = [f"prompt {usage.get('prompt_tokens', '?')} tokens", f"generated {usage.get('completion_tokens', '?')}",
-             f"first token {done.get('ttft_ms', 0):.0f} ms", f"{tps:.1f} tokens/s" if tps else "– tokens/s",
-             f"finish: {done.get('finish_reason', '?')}" + (" (context full)" if done.get("context_full") else "")]
-    if done.get("seed") is not None:
-        parts.append(f"seed {done['seed']}")
-    return " · ".join(parts)
+    return " · ".join(reply_figures(done, seed=True))
 
 
 class GenerateView(QWidget):

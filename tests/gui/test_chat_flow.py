@@ -31,7 +31,7 @@ def test_send_a_message_and_see_the_reply_stream_in(qtbot, ui, open_window, tmp_
     assert reply.strip() in chat.transcript_text()
     assert chat.input.toPlainText() == "" and chat.send_button.isEnabled()
     # The status bar and the gauge report the reply.
-    assert "tok/s" in win.reply_stats.text() and "first token" in win.reply_stats.text()
+    assert "tokens/s" in win.reply_stats.text() and "first token" in win.reply_stats.text()
     used = done.args[0]["usage"]["prompt_tokens"] + done.args[0]["usage"]["completion_tokens"]
     assert f"{used:,} / 4,096" in chat.context_label.text() and f"{used:,} / 4,096" in win.context_status.text()
     assert "SmolLM2" in win.model_status.text() and "llamacpp on cpu" in win.model_status.text()
