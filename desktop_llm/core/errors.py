@@ -152,3 +152,86 @@ _BY_CODE = {
 def error_from_code(code: str, message: str, hint: str = "") -> DesktopLLMError:
     """Rebuild an error that crossed a process boundary as (code, message, hint)."""
     return _BY_CODE.get(code, EngineError)(message, hint)
+
+
+# -- Remote model providers (OpenAI-compatible endpoints) ---------------------------------------------
+# Messages name the provider and its URL, never the API key.
+class RemoteError(DesktopLLMError):
+    """A remote OpenAI-compatible endpoint failed or answered in a way the app cannot use."""
+
+    code = "remote_error"
+
+
+class RemoteUnreachable(RemoteError):
+    """Connection refused, host name unknown, TLS failure: no HTTP answer at all."""
+
+    code = "remote_unreachable"
+
+
+class RemoteAuthFailed(RemoteError):
+    """The endpoint refused the API key (HTTP 401 or 403)."""
+
+    code = "remote_auth_failed"
+
+
+class RemoteModelNotFound(RemoteError, ModelNotFound):
+    """The endpoint does not serve the model (also a ``ModelNotFound``, so code catching that sees it)."""
+
+    code = "remote_model_not_found"
+
+
+class RemoteRateLimited(RemoteError):
+    """HTTP 429; ``retry_after`` is the seconds the endpoint asked to wait, when it said."""
+
+    code = "remote_rate_limited"
+
+    def __init__(self, message: str, hint: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+
+
+class RemoteTimeout(RemoteError):
+    """No byte from the endpoint for the provider's timeout (while connecting or mid-reply)."""
+
+    code = "remote_timeout"
+
+
+class RemoteBadRequest(RemoteError):
+    """HTTP 400 (or another 4xx): the endpoint refused the request; its own message is shown."""
+
+    code = "remote_bad_request"
+
+
+class RemoteServerError(RemoteError):
+    """HTTP 5xx from the endpoint."""
+
+    code = "remote_server_error"
+
+
+class RemoteDisconnected(RemoteError):
+    """The connection closed before the reply ended (no [DONE], no finish_reason)."""
+
+    code = "remote_disconnected"
+
+
+class RemoteProvidersFileDamaged(DesktopLLMError):
+    """remote_providers.json cannot be read; the message names the file and what is wrong."""
+
+    code = "remote_providers_file_damaged"
+
+
+_BY_CODE.update({
+    cls.code: cls
+    for cls in (
+        RemoteError,
+        RemoteUnreachable,
+        RemoteAuthFailed,
+        RemoteModelNotFound,
+        RemoteRateLimited,
+        RemoteTimeout,
+        RemoteBadRequest,
+        RemoteServerError,
+        RemoteDisconnected,
+        RemoteProvidersFileDamaged,
+    )
+})

@@ -24,7 +24,7 @@ from typing import Any
 from desktop_llm.core.errors import DesktopLLMError, EngineCrashed, error_from_code
 from desktop_llm.core.models import ModelRef
 from desktop_llm.core.sampling import SamplingParams
-from desktop_llm.engine.protocol import FINAL_EVENTS, decode, encode
+from desktop_llm.engine.protocol import FINAL_EVENTS, MODEL_OPS, decode, encode
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -266,21 +266,33 @@ class EngineClient:
 
     def request(self, op: str, on_event: EventCallback | None = None, kind: type[Request] = Request,
                 **fields: Any) -> Request:
+        """Send one request. A model op without ``model_load`` names the model this client loaded last, so a
+        model another user of the engine (the local server) swapped in is swapped back first."""
         self._ensure_started()
+        if fields.get("model_load") is None:
+            fields.pop("model_load", None)
+            if op in MODEL_OPS and self._last_load is not None:
+                fields["model_load"] = self._last_load
         return self._send_request(op, fields, on_event, kind)
+
+    @staticmethod
+    def load_request(model: ModelRef | str | None = None, backend: str = "auto",
+                     options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The fields of a load request, as ``model_load`` takes them."""
+        payload = model.to_dict() if isinstance(model, ModelRef) else model
+        return {"model": payload, "backend": backend, "options": options or {}}
 
     def load(self, model: ModelRef | str | None = None, backend: str = "auto",
              options: dict[str, Any] | None = None, on_event: EventCallback | None = None,
              timeout: float | None = None) -> dict[str, Any]:
         """Load a model (a ``ModelRef``, an id or path, or None for the bundled one); return its info."""
-        payload = model.to_dict() if isinstance(model, ModelRef) else model
-        fields = {"model": payload, "backend": backend, "options": options or {}}
-        return self.request("load", on_event, **fields).wait(timeout)
+        return self.request("load", on_event, **self.load_request(model, backend, options)).wait(timeout)
 
     def generate(self, prompt: str | None = None, messages: Sequence[dict[str, Any]] | None = None,
                  params: SamplingParams | dict[str, Any] | None = None, alternatives: int = 0,
                  on_event: EventCallback | None = None, fit_context: bool = False,
-                 continuation: Sequence[int] | None = None) -> GenerationStream:
+                 continuation: Sequence[int] | None = None,
+                 model_load: dict[str, Any] | None = None) -> GenerationStream:
         """Start a reply to a raw ``prompt`` or to chat ``messages``; returns the live stream.
 
         ``fit_context``: leave out the oldest turns of ``messages`` (never system messages) so the
@@ -288,9 +300,12 @@ class EngineClient:
         ``continuation``: token ids chosen after the prompt (branching from an alternative): all
         but the last are read with the prompt, the last is the reply's first token (its token
         event has ``forced: true``), and sampling goes on from there.
+        ``model_load``: the load request (``load_request()``) of the model to answer with; the engine swaps
+        it in first if another is in memory. By default, the model this client loaded last.
         """
         fields = _prompt_fields(prompt, messages, params)
         fields["alternatives"] = alternatives
+        fields["model_load"] = model_load
         if messages is not None and fit_context:
             fields["fit_context"] = True
         if continuation:
@@ -344,10 +359,18 @@ class EngineClient:
     def info(self, devices: bool = False) -> dict[str, Any]:
         return self.request("info", devices=devices).wait()
 
-    def unload(self) -> None:
-        self._last_load = None
+    def unload(self, only_if: dict[str, Any] | None = None) -> None:
+        """Free the model. ``only_if`` (a load request): only if that model is the one in memory, and without
+        forgetting the model this client loaded (the local server's idle timer uses it)."""
+        if only_if is None:
+            self._last_load = None
         if self.pid is not None:
-            self.request("unload").wait()
+            self.request("unload", **({"only_if": only_if} if only_if else {})).wait()
+
+    @property
+    def wanted_load(self) -> dict[str, Any] | None:
+        """The load request of the model this client's own user loaded last (None: none)."""
+        return self._last_load
 
     def stderr_tail(self) -> list[str]:
         return list(self._stderr_tail)

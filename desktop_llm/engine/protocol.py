@@ -12,6 +12,9 @@ from typing import Any
 PROTOCOL_VERSION = 1
 
 OPS = ("load", "unload", "generate", "next_token", "tokenize", "detokenize", "cancel", "info", "shutdown")
+# Ops that use the model in memory. They may carry "model_load" (a load request's fields): the engine
+# loads that model first when another is in memory, so the window and the local server can share it.
+MODEL_OPS = ("generate", "next_token", "tokenize", "detokenize")
 # Events that end a request; every request gets exactly one of them.
 FINAL_EVENTS = ("loaded", "done", "result", "error")
 EVENTS = ("progress", "token", *FINAL_EVENTS)

@@ -7,6 +7,7 @@ llama.cpp model must only ever be used from one thread.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import sys
@@ -20,7 +21,13 @@ from desktop_llm.core.errors import DesktopLLMError, InvalidRequest, NoModelLoad
 from desktop_llm.core.models import ModelRef, resolve_model
 from desktop_llm.engine.backends import create_backend, pick_backend
 from desktop_llm.engine.generation import Cancelled, build_prompt_tokens, run_generation, run_next_token
-from desktop_llm.engine.protocol import OPS, PROTOCOL_VERSION, decode, encode
+from desktop_llm.engine.protocol import MODEL_OPS, OPS, PROTOCOL_VERSION, decode, encode
+
+
+def _load_key(load: dict[str, Any]) -> str:
+    wanted = {"model": load.get("model"), "backend": load.get("backend") or "auto",
+              "options": load.get("options") or {}}
+    return json.dumps(wanted, sort_keys=True, default=str)
 
 
 class Worker:
@@ -32,6 +39,7 @@ class Worker:
         self._backend: Any = None
         self._model: ModelRef | None = None
         self._load_info: dict[str, Any] | None = None
+        self._load_key: str | None = None  # the load request behind the model in memory (see _ensure_loaded)
 
     # -- output ------------------------------------------------------------------------------
     def send(self, rid: str | None, event: str, **fields: Any) -> None:
@@ -88,6 +96,8 @@ class Worker:
             rid = req.get("id")
             try:
                 handler = getattr(self, f"_op_{req['op']}")
+                if isinstance(req.get("model_load"), dict) and req["op"] in MODEL_OPS:
+                    self._ensure_loaded(rid, req["model_load"])
                 handler(rid, req, received)
             except DesktopLLMError as exc:
                 self.send_error(rid, exc)
@@ -125,7 +135,18 @@ class Worker:
             raise NoModelLoaded("No model is loaded.", "Load a model first.")
         return self._backend
 
+    def _ensure_loaded(self, rid: str, load: dict[str, Any]) -> None:
+        """Requests from several users (the window, the local server) share this engine: each names the
+        model it was meant for, and the model is swapped in first when another one is in memory."""
+        if _load_key(load) == self._load_key and self._backend is not None:
+            return
+        self._load(rid, load)
+
     def _op_load(self, rid: str, req: dict[str, Any], _received: float) -> None:
+        info = self._load(rid, req)
+        self.send(rid, "loaded", **info)
+
+    def _load(self, rid: str, req: dict[str, Any]) -> dict[str, Any]:
         model = req.get("model")
         ref = ModelRef.from_dict(model) if isinstance(model, dict) else resolve_model(model)
         backend_name = pick_backend(ref.format, req.get("backend"))
@@ -139,13 +160,19 @@ class Worker:
         info = backend.load(ref, dict(req.get("options") or {}), progress)
         info["load_seconds"] = round(time.perf_counter() - started, 3)
         self._backend, self._model, self._load_info = backend, ref, info
-        self.send(rid, "loaded", model=ref.to_dict(), **info)
+        self._load_key = _load_key(req)
+        return {"model": ref.to_dict(), **info}
 
-    def _op_unload(self, rid: str | None, _req: dict[str, Any], _received: float) -> None:
-        had = self._backend is not None
+    def _op_unload(self, rid: str | None, req: dict[str, Any], _received: float) -> None:
+        # only_if: unload only the model loaded by that load request (an idle timer must not unload a
+        # model another user has swapped in since).
+        only_if = req.get("only_if")
+        had = self._backend is not None and (not isinstance(only_if, dict) or _load_key(only_if) == self._load_key)
         if had:
             self._backend.unload()
-        self._backend = self._model = self._load_info = None
+            self._backend = self._model = self._load_info = self._load_key = None
+        elif self._backend is None:
+            self._model = self._load_info = self._load_key = None
         if rid is not None:
             self.send(rid, "result", unloaded=had)
 
