@@ -1,4 +1,4 @@
-"""``desktop-llm``: the terminal front end (chat, generate, models, finetune, doctor)."""
+"""``desktop-llm``: the terminal front end (chat, generate, models, finetune, serve, doctor)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default gguf-q8_0)")
     ft.add_argument("--json", action="store_true", help="print every event as a JSON line")
 
+    from desktop_llm.cli.serve_command import add_serve_parser
+
+    add_serve_parser(sub)
+
     doctor = sub.add_parser("doctor", help="versions, backends, devices and data folders")
     doctor.add_argument("--json", action="store_true")
     return parser
@@ -68,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             from desktop_llm.cli.models_commands import run
         elif args.command == "finetune":
             from desktop_llm.cli.finetune_command import run
+        elif args.command == "serve":
+            from desktop_llm.cli.serve_command import run
         else:
             from desktop_llm.cli.commands import run_doctor as run
         return run(args)

@@ -76,6 +76,8 @@ class Settings:
     # The Hub (or a mirror); empty: $HF_ENDPOINT, else https://huggingface.co.
     hub_endpoint: str = ""
     parallel_downloads: int = 2
+    # The local OpenAI-compatible server (desktop_llm.server.config.ServerConfig fields); its key is in the keyring.
+    server: dict[str, Any] = field(default_factory=dict)
 
     def hub_url(self) -> str:
         """The Hub endpoint to use, without a trailing slash."""
@@ -119,6 +121,7 @@ class Settings:
         lo, hi = PARALLEL_DOWNLOADS
         check("parallel_downloads", _is_int(self.parallel_downloads) and lo <= self.parallel_downloads <= hi,
               f"Parallel downloads must be between {lo} and {hi}, not {self.parallel_downloads!r}.")
+        check("server", isinstance(self.server, dict), "Server settings must be a mapping of names to values.")
         if not isinstance(self.sampling, dict):
             out.append(("sampling", "Sampling defaults must be a mapping of parameter names to values."))
         else:

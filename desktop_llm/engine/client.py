@@ -67,6 +67,13 @@ class Request:
             if event.get("event") in FINAL_EVENTS:
                 return
 
+    def next_event(self, timeout: float) -> dict[str, Any] | None:
+        """The next event, or None if none came within ``timeout`` s (lets a waiter check other things)."""
+        try:
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         if not self.finished.wait(timeout):
             raise TimeoutError(f"engine request {self.op} did not finish in {timeout} s")
