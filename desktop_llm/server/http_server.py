@@ -25,6 +25,7 @@ from desktop_llm.server.openai_requests import ApiError, ParsedRequest, parse_ch
 from desktop_llm.server.openai_responses import ResponseBuilder, usage_of
 from desktop_llm.server.request_log import LogEntry
 from desktop_llm.server.served_models import ServedModels
+from desktop_llm.server.token_pump import TokenPump, sse_frame
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _POLL_SECONDS = 0.1  # how often a waiting request checks that its client is still there
@@ -132,6 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _start_stream(self) -> None:
+        # One small write per token: without TCP_NODELAY, Nagle's algorithm would hold each back for an ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -141,10 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _send_event(self, payload: dict[str, Any] | str) -> None:
-        data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-        event = f"data: {data}\n\n".encode()
+        self._write(sse_frame(payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)))
+
+    def _write(self, data: bytes) -> None:
         try:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.write(data)
             self.wfile.flush()
         except OSError as exc:  # BrokenPipe, ConnectionReset: the client left
             raise ClientGone() from exc
@@ -262,11 +266,13 @@ class _Handler(BaseHTTPRequestHandler):
         app.models.begin(load)
         stream: GenerationStream | None = None
         try:
+            pump = TokenPump(self.connection, builder.token_json) if parsed.stream else None
             stream = app.client.generate(prompt=parsed.prompt, messages=parsed.messages, params=parsed.params,
                                          alternatives=parsed.alternatives, model_load=load,
-                                         fit_context=parsed.messages is not None)
-            if parsed.stream:
-                self._stream_reply(stream, builder, entry)
+                                         fit_context=parsed.messages is not None,
+                                         on_event=pump.on_event if pump else None)
+            if pump is not None:
+                self._stream_reply(stream, pump, builder, entry)
             else:
                 tokens, done = self._collect(stream)
                 self._send_json(200, builder.response(tokens, done))
@@ -298,33 +304,48 @@ class _Handler(BaseHTTPRequestHandler):
                 tokens.append(event)
         return tokens, event
 
-    def _stream_reply(self, stream: GenerationStream, builder: ResponseBuilder, entry: LogEntry) -> None:
+    def _pumped(self, stream: GenerationStream, pump: TokenPump) -> dict[str, Any]:
+        while True:
+            event = pump.next(_POLL_SECONDS)
+            if event is not None:
+                if event.get("event") == "error":
+                    raise stream.error_of(event)
+                return event
+            if pump.gone or self._client_gone():
+                raise ClientGone()
+
+    def _stream_reply(self, stream: GenerationStream, pump: TokenPump, builder: ResponseBuilder,
+                      entry: LogEntry) -> None:
         # Wait for the first event before the 200: an error while loading the model or reading the
         # prompt can still be answered with its proper status.
-        event = self._next(stream)
+        event = self._pumped(stream, pump)
         self._start_stream()
         first = builder.first_chunk()
         if first is not None:
             self._send_event(first)
-        pieces: list[str] = []
+        pump.streaming = True
         try:
             while event["event"] != "done":
-                if event["event"] == "token":
-                    pieces.append(event["text"])
-                    self._send_event(builder.token_chunk(event))
-                event = self._next(stream)
+                if event["event"] == "_rest":  # the part of a chunk the event thread could not send at once
+                    self._write(event["data"])
+                elif event["event"] == "token":
+                    pump.pieces.append(event["text"])
+                    self._write(sse_frame(builder.token_json(event)))
+                event = self._pumped(stream, pump)
         except DesktopLLMError as exc:  # after the 200: the error goes in the stream, as OpenAI does
+            pump.hold()
             error = _api_error(exc)
             entry.status, entry.error = error.status, error.message
             self._send_event(error.body())
             self._send_event("[DONE]")
             self._end_stream()
             return
+        pump.hold()
         for chunk in builder.final_chunks(event):
             self._send_event(chunk)
         self._send_event("[DONE]")
         self._end_stream()
-        self._note(entry, event, "".join(pieces))
+        self._note(entry, event, "".join(pump.pieces))
 
     def _note(self, entry: LogEntry, done: dict[str, Any], text: str) -> None:
         usage = usage_of(done)

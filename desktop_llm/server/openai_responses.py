@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -56,6 +57,7 @@ class ResponseBuilder:
         prefix = "chatcmpl" if request.kind == "chat" else "cmpl"
         self.id = f"{prefix}-{uuid.uuid4().hex[:24]}"
         self._chars = 0  # text streamed so far, for completions' text offsets
+        self._plain: tuple[str, str] | None = None  # the token chunk's JSON around its text (see token_json)
 
     def _envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
@@ -85,6 +87,19 @@ class ResponseBuilder:
         if self.request.kind != "chat":
             return None
         return self._chunk({"role": "assistant", "content": ""}, None, None)
+
+    def token_json(self, token: dict[str, Any]) -> str:
+        """``token_chunk`` as JSON text. Without logprobs, only the token's text changes from chunk to
+        chunk: the rest is serialised once, which keeps the per-token cost of streaming small."""
+        if self.request.logprobs:
+            return json.dumps(self.token_chunk(token), ensure_ascii=False)
+        if self._plain is None:
+            marker = "\u0000TEXT\u0000"
+            whole = json.dumps(self.token_chunk({"text": marker}), ensure_ascii=False)
+            head, _, tail = whole.partition(json.dumps(marker, ensure_ascii=False))
+            self._plain = (head, tail)
+        self._chars += len(token["text"])
+        return self._plain[0] + json.dumps(token["text"], ensure_ascii=False) + self._plain[1]
 
     def token_chunk(self, token: dict[str, Any]) -> dict[str, Any]:
         if self.request.kind == "chat":
