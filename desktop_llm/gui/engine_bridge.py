@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -17,6 +17,9 @@ from desktop_llm.core.errors import DesktopLLMError
 from desktop_llm.core.models import ModelRef
 from desktop_llm.core.sampling import SamplingParams
 from desktop_llm.engine.client import EngineClient, GenerationStream
+
+if TYPE_CHECKING:
+    from desktop_llm.remote.client import RemoteClient, RemoteStream
 
 
 class QtEngine(QObject):
@@ -35,9 +38,11 @@ class QtEngine(QObject):
 
     def __init__(self, client: EngineClient | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.client = client or EngineClient()
+        self.client = client or EngineClient()  # the local engine, also the local server's
         self.client.on_state = self._on_client_state
-        self._stream: GenerationStream | None = None
+        # Who answers: the local engine, or a remote provider's client when a remote model is loaded.
+        self.active: EngineClient | RemoteClient = self.client
+        self._stream: GenerationStream | RemoteStream | None = None
         self.loaded_info: dict[str, Any] | None = None
         self._generating = False
         self._call_back.connect(lambda callback, value: callback(value))
@@ -63,7 +68,16 @@ class QtEngine(QObject):
         def work() -> None:
             self.state_changed.emit("loading")
             try:
-                info = self.client.load(model, backend=backend, options=options, on_event=self._on_load_event)
+                if model is not None and model.format == "remote":
+                    # Imported here: the remote client loads only when a remote model is picked.
+                    from desktop_llm.remote.library import client_for
+
+                    remote = client_for(model)
+                    info = remote.load(model, on_event=self._on_load_event)
+                    self.active = remote
+                else:
+                    info = self.client.load(model, backend=backend, options=options, on_event=self._on_load_event)
+                    self.active = self.client
             except DesktopLLMError as exc:
                 self.loaded_info = None
                 self.load_failed.emit(str(exc))
@@ -78,6 +92,8 @@ class QtEngine(QObject):
     def unload(self) -> None:
         def work() -> None:
             try:
+                self.active.unload()
+                self.active = self.client
                 self.client.unload()
             except DesktopLLMError:
                 pass  # an engine that is gone has nothing loaded either
@@ -97,7 +113,7 @@ class QtEngine(QObject):
 
         def work() -> None:
             try:
-                self._stream = self.client.generate(messages=messages, params=params, on_event=self._on_event,
+                self._stream = self.active.generate(messages=messages, params=params, on_event=self._on_event,
                                                     fit_context=fit_context)
                 self._stream.wait()
             except DesktopLLMError as exc:
@@ -123,7 +139,7 @@ class QtEngine(QObject):
         """How many tokens ``text`` is for the loaded model (for the context gauge), reported on the GUI thread."""
         def work() -> None:
             try:
-                count = len(self.client.tokenize(text)["tokens"])
+                count = len(self.active.tokenize(text)["tokens"])
             except DesktopLLMError:
                 return  # the gauge keeps its last figure; a real reply will correct it
             self._call_back.emit(on_result, count)
@@ -147,6 +163,8 @@ class QtEngine(QObject):
             self._stream.cancel()
 
     def shutdown(self) -> None:
+        if self.active is not self.client:
+            self.active.shutdown()
         self.client.shutdown()
 
     # -- the Playground's own requests: results go to the caller's callbacks, not the chat's signals --
@@ -170,7 +188,7 @@ class QtEngine(QObject):
 
         def work() -> None:
             try:
-                run.stream = self.client.generate(on_event=deliver, **request)
+                run.stream = self.active.generate(on_event=deliver, **request)
                 if run.cancelled:
                     run.stream.cancel()
                 run.stream.wait()
@@ -200,7 +218,7 @@ class QtEngine(QObject):
 
         def work() -> None:
             try:
-                value = job(self.client)
+                value = job(self.active)  # type: ignore[arg-type]  # RemoteClient has EngineClient's methods
             except DesktopLLMError as exc:
                 self._call_back.emit(finish, (on_error, str(exc)))
                 return
@@ -214,7 +232,7 @@ class SideRun:
 
     def __init__(self, engine: QtEngine) -> None:
         self.engine = engine
-        self.stream: GenerationStream | None = None
+        self.stream: GenerationStream | RemoteStream | None = None
         self.cancelled = False
 
     def cancel(self) -> None:

@@ -37,6 +37,7 @@ from desktop_llm.gui.markdown_html import warm_up as markdown_warm_up
 from desktop_llm.gui.model_picker import ModelPicker
 from desktop_llm.gui.models_page import ModelsPage
 from desktop_llm.gui.playground_page import PlaygroundPage
+from desktop_llm.gui.remote_providers_group import RemoteProvidersGroup
 from desktop_llm.gui.settings_page import SettingsPage
 from desktop_llm.gui.theme import apply_theme, is_dark, theme_notifier
 
@@ -46,6 +47,15 @@ _STATE_TEXT = {
     "loading": "Engine: loading a model…", "busy": "Engine: writing a reply…",
     "crashed": "Engine: crashed, restarting…", "restarting": "Engine: restarting, reloading the model…",
 }
+
+
+def _find_model(model_id: str) -> ModelRef:
+    """A local model by id, name or path; or a remote provider's model by its remote id."""
+    if model_id.startswith("remote:"):
+        from desktop_llm.remote.library import remote_ref  # only when a remote model is asked for
+
+        return remote_ref(model_id)
+    return resolve_model(model_id)
 
 
 class MainWindow(QMainWindow):
@@ -72,6 +82,9 @@ class MainWindow(QMainWindow):
         self.settings_page = SettingsPage(settings, [])
         self.hub_settings = HubSettingsGroup(self.hub)
         self.settings_page.add_group(self.hub_settings, self.hub_settings.changed)
+        self.remote_providers = RemoteProvidersGroup()
+        self.settings_page.add_group(self.remote_providers)
+        self.remote_providers.providers_changed.connect(lambda: self._picker is not None and self._picker.refresh())
         self.finetune_page = FinetunePage(self.background)
         self.playground = PlaygroundPage(engine, self.background)
         pages = (("Chat", self.chat), ("Playground", self.playground), ("Models", self.models_page),
@@ -235,10 +248,14 @@ class MainWindow(QMainWindow):
                 self.load_model(ref)
 
         def missing(exc: Exception) -> None:
+            if model_id.startswith("remote:"):
+                self.chat.transcript.add_note(f"This chat was made with {model_id}: {exc} Replies come from "
+                                              "the loaded model.")
+                return
             self.chat.transcript.add_note(f"This chat was made with a model that is not on this machine "
                                           f"({model_id}); replies come from the loaded model.")
 
-        self.background.run(lambda: resolve_model(model_id), found, missing)
+        self.background.run(lambda: _find_model(model_id), found, missing)
 
     def _on_load_progress(self, stage: str, fraction: float) -> None:
         self.load_bar.setVisible(True)
@@ -251,7 +268,8 @@ class MainWindow(QMainWindow):
         self.model_button.setText(f"{name}  ▾")
         self.unload_button.setEnabled(True)
         self.model_status.setText(f"<b>{html.escape(name)}</b> · {info['backend']} on {info['device']}")
-        self.context_status.setText(f"context {info['n_ctx']:,} tokens")
+        n_ctx = info.get("n_ctx")
+        self.context_status.setText(f"context {n_ctx:,} tokens" if n_ctx else "context: as the server allows")
         self.chat.on_model_loaded(info)
         if self._picker is not None:
             self._picker.set_loaded(info["model"]["id"])

@@ -34,7 +34,7 @@ from desktop_llm.core.models import ModelRef, import_model, list_local_models, r
 from desktop_llm.core.units import format_bytes
 from desktop_llm.gui.background import Background
 
-_FORMATS = {"gguf": "GGUF", "hf": "Transformers folder"}
+_FORMATS = {"gguf": "GGUF", "hf": "Transformers folder", "remote": "Remote (OpenAI-compatible API)"}
 _SOURCES = {"bundled": "bundled", "hf-cache": "Hugging Face cache", "imported": "imported"}
 _REF_ROLE = Qt.ItemDataRole.UserRole
 _DETAIL_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -48,13 +48,16 @@ def describe(ref: ModelRef) -> str:
     if ref.error:
         return ref.error
     parts = [_FORMATS.get(ref.format, ref.format)]
+    if ref.format == "remote":
+        parts.append(ref.path)  # the endpoint's base URL
     if ref.size_bytes:
         parts.append(format_bytes(ref.size_bytes))
     if ref.architecture:
         parts.append(ref.architecture)
     if ref.context_length:
         parts.append(f"context {ref.context_length:,}")
-    parts.append(_SOURCES.get(ref.source, ref.source))
+    if ref.source in _SOURCES:
+        parts.append(_SOURCES[ref.source])
     return " · ".join(parts)
 
 
@@ -69,6 +72,17 @@ def _list_job() -> list[ModelRef] | str:
         return list_local_models()
     except (OSError, DesktopLLMError) as exc:
         return f"Could not list the models: {exc}"
+
+
+def _remote_job() -> list[ModelRef]:
+    # Imported here: the remote client loads when the picker first lists, not at start.
+    from desktop_llm.remote.library import list_remote_models
+
+    try:
+        return list_remote_models()  # each provider asked with a short timeout, in parallel
+    except (OSError, DesktopLLMError) as exc:
+        return [ModelRef(id="remote:", name="Remote providers", path="", format="remote", source="remote",
+                         error=str(exc))]
 
 
 def _import_job(path: str) -> ModelRef | str:
@@ -162,6 +176,9 @@ class ModelPicker(QDialog):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.background = background
+        self._network = Background(self)
+        self._local: list[ModelRef] = []
+        self._remote: list[ModelRef] = []
         self._loaded_id = loaded_id
         self._models: list[ModelRef] = []
         self._listing = False
@@ -241,6 +258,9 @@ class ModelPicker(QDialog):
         self._listing = True
         self._update_status()
         self.background.run(_list_job, self._alive(self._on_listed))
+        # Remote providers answer over the network: on a queue of their own, so a slow one never holds
+        # up the local list; their rows join it when they come.
+        self._network.run(_remote_job, self._alive(self._on_remote_listed))
 
     def add_path(self, path: str | Path) -> None:
         """Add a GGUF file or model folder to the library; what the Add buttons call."""
@@ -302,9 +322,16 @@ class ModelPicker(QDialog):
         if isinstance(result, str):
             self._show_message(result, error=True)
             result = []
-        self._models = result
+        self._local = result
+        self._models = self._local + self._remote
         prefer, self._select_id = self._select_id, None
         self._populate(prefer)
+
+    def _on_remote_listed(self, refs: list[ModelRef]) -> None:
+        self._remote = refs
+        self._models = self._local + self._remote
+        current = self.current_ref()
+        self._populate(current.id if current else None)
 
     def _on_imported(self, result: ModelRef | str) -> None:
         if isinstance(result, str):

@@ -58,10 +58,11 @@ _NOT_SUPPORTED = {
 }
 # Fields that change nothing here and are accepted as the OpenAI API accepts them.
 _IGNORED = ("user", "metadata", "store", "service_tier", "stream_options")
-# Sampling fields beyond OpenAI's, with the names llama.cpp's server uses (vLLM shares most).
+# Sampling fields beyond OpenAI's, with the names llama.cpp's server uses (and vLLM's repetition_penalty).
 _EXTENSIONS = {
     "top_k": ("top_k", int), "min_p": ("min_p", float), "typical_p": ("typical_p", float),
-    "repeat_penalty": ("repeat_penalty", float), "repeat_last_n": ("repeat_last_n", int),
+    "repeat_penalty": ("repeat_penalty", float), "repetition_penalty": ("repeat_penalty", float),  # vLLM's name
+    "repeat_last_n": ("repeat_last_n", int),
     "mirostat": ("mirostat_mode", int), "mirostat_tau": ("mirostat_tau", float),
     "mirostat_eta": ("mirostat_eta", float), "grammar": ("grammar", str),
 }
