@@ -2,8 +2,9 @@
 
 Same prompt, sampling, seed and max_tokens on both paths (end-of-text banned so every run makes
 the same count), runs alternating. Direct: EngineClient.generate, timed at the client. Server: a
-streaming POST /v1/completions read from a plain socket, timed from the connect to each SSE chunk. Prints medians: decode tokens/s (after the first token)
-and its ratio, and time to first token with the difference the server adds.
+streaming POST /v1/completions read from a plain socket, timed from the connect to each SSE chunk.
+Prints medians: decode tokens/s (after the first token) and its ratio, and time to first token with
+the difference the server adds.
 
     .venv/bin/python bench/server.py [--runs 7] [--tokens 200]
 """

@@ -38,6 +38,7 @@ from desktop_llm.gui.model_picker import ModelPicker
 from desktop_llm.gui.models_page import ModelsPage
 from desktop_llm.gui.playground_page import PlaygroundPage
 from desktop_llm.gui.remote_providers_group import RemoteProvidersGroup
+from desktop_llm.gui.server_page import ServerPage
 from desktop_llm.gui.settings_page import SettingsPage
 from desktop_llm.gui.theme import apply_theme, is_dark, theme_notifier
 
@@ -87,8 +88,10 @@ class MainWindow(QMainWindow):
         self.remote_providers.providers_changed.connect(lambda: self._picker is not None and self._picker.refresh())
         self.finetune_page = FinetunePage(self.background)
         self.playground = PlaygroundPage(engine, self.background)
+        # The server answers from the window's own engine (the local one, whatever the window has loaded).
+        self.server_page = ServerPage(engine.client, settings, self._on_server_settings)
         pages = (("Chat", self.chat), ("Playground", self.playground), ("Models", self.models_page),
-                 ("Fine-tune", self.finetune_page), ("Settings", self.settings_page))
+                 ("Fine-tune", self.finetune_page), ("Server", self.server_page), ("Settings", self.settings_page))
         for name, page in pages:
             self.nav.addItem(name)
             self.pages.addWidget(page)
@@ -133,6 +136,10 @@ class MainWindow(QMainWindow):
         status.addWidget(self.model_status)
         status.addWidget(self.context_status)
         status.addPermanentWidget(self.reply_stats)
+        self.server_status = QLabel("")
+        self.server_status.setObjectName("serverStatus")
+        self.server_status.setToolTip("The local OpenAI-compatible server (the Server page)")
+        status.addPermanentWidget(self.server_status)
         status.addPermanentWidget(self.engine_state)
 
         self.model_button.clicked.connect(self.open_model_picker)
@@ -166,6 +173,8 @@ class MainWindow(QMainWindow):
         self.playground.send_to_chat.connect(self._chat_from_playground)
         self.playground.restore_model.connect(self.load_model)
         self.settings_page.changed.connect(self._on_settings_changed)
+        self.server_page.running_changed.connect(
+            lambda running, url: self.server_status.setText(f"Server: {url}" if running else ""))
         self.settings_page.reload_requested.connect(self.reload_model)
         theme_notifier().changed.connect(self.chat.set_dark)
         self.chat.set_dark(is_dark())
@@ -326,6 +335,12 @@ class MainWindow(QMainWindow):
         self.chat.set_settings(settings)
         self.hub.set_settings(settings)
         self.hub_settings.show_settings(settings)
+        self.server_page.set_settings(settings)
+
+    def _on_server_settings(self, settings: Settings) -> None:
+        # Saved from the Server page: the Settings page's copy must have them too, or its next save drops them.
+        self.settings_page.set_settings(settings)
+        self._on_settings_changed(settings)
 
     # -- pages ------------------------------------------------------------------------------------
     def nav_row(self, page: QWidget) -> int:
@@ -351,6 +366,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         self.chat.closing()
+        self.server_page.shutdown()
         self.hub.shutdown()
         self.engine.shutdown()
         super().closeEvent(event)

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSplitter,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -30,6 +32,7 @@ from desktop_llm.server.request_log import LogEntry
 
 MAX_ROWS = 1000  # older rows are dropped: a busy server must not grow the window's memory without end
 COLUMNS = ("Time", "Method", "Path", "Status", "Model", "Tokens", "Duration", "Error")
+_REORDER_SECONDS = 1.0
 _RIGHT = {3, 5, 6}  # numbers line up on the right
 _Index = QModelIndex | QPersistentModelIndex
 NO_BODIES = ("Request and reply bodies are not logged. Turn on “Log request and reply bodies” in the "
@@ -99,15 +102,28 @@ class RequestLogModel(QAbstractTableModel):
             self.beginRemoveRows(QModelIndex(), 0, extra - 1)
             del self._entries[:extra]
             self.endRemoveRows()
+        # Entries come as requests finish, from several threads: a reply's entry can come just after the
+        # next request's (the client has its reply before the server logs it). Put it back in start order
+        # among entries started within a second after it; a long stream still lands at the bottom.
         row = len(self._entries)
+        while row > 0 and 0 < self._entries[row - 1].at - entry.at < _REORDER_SECONDS:
+            row -= 1
         self.beginInsertRows(QModelIndex(), row, row)
-        self._entries.append(entry)
+        self._entries.insert(row, entry)
         self.endInsertRows()
 
     def clear(self) -> None:
         self.beginResetModel()
         self._entries.clear()
         self.endResetModel()
+
+
+class _ElidingDelegate(QStyledItemDelegate):
+    """Model ids keep both ends ("hf:org/…Q4_K_M.gguf"); other cells keep their start (an error's first words)."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: _Index) -> None:  # noqa: N802 - Qt's name
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideMiddle if index.column() == 4 else Qt.TextElideMode.ElideRight
 
 
 class ServerLogView(QWidget):
@@ -141,7 +157,7 @@ class ServerLogView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # long model ids keep both ends
+        self.table.setItemDelegate(_ElidingDelegate(self.table))
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setStretchLastSection(True)
@@ -149,6 +165,7 @@ class ServerLogView(QWidget):
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         # Fixed widths from the font, not ResizeToContents, which re-measures every row on each insert.
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setMinimumSectionSize(36)  # the stretched Error column may get narrow rather than scroll
         self._size_columns()
 
         self.detail = QPlainTextEdit()
@@ -174,10 +191,12 @@ class ServerLogView(QWidget):
     def _size_columns(self) -> None:
         metrics = self.table.fontMetrics()
         # Narrow enough that Error shows beside a settings column at the window's default size.
-        samples = ("00:00:00", "POST", "/v1/chat/completions", "Status", "bundled:SmolLM2-135", "0000+000",
-                   "00,000 ms")
+        samples = ("00:00:00", "POST", "/v1/chat/completions", "000", "bundled:SmolLM", "000+00", "00,000 ms")
+        header = self.table.horizontalHeader().fontMetrics()
         for column, sample in enumerate(samples):
-            self.table.setColumnWidth(column, metrics.horizontalAdvance(sample) + 14)
+            width = max(metrics.horizontalAdvance(sample), header.horizontalAdvance(COLUMNS[column]))
+            self.table.setColumnWidth(column, width + 12)
+        self.table.setColumnWidth(len(samples), 40)  # Error: stretched into whatever room is left
         self.table.verticalHeader().setDefaultSectionSize(metrics.height() + 8)
 
     def add(self, entry: LogEntry) -> None:
@@ -213,7 +232,16 @@ class ServerLogView(QWidget):
 
 def describe(entry: LogEntry) -> str:
     """The detail pane's text for one request: its line, its error, and the bodies when they were logged."""
-    parts = [entry.line(), f"From {entry.client}"]
+    when = time.strftime("%H:%M:%S", time.localtime(entry.at))
+    parts = [f"{entry.method} {entry.path} → {entry.status}   at {when} from {entry.client}, "
+             f"{entry.duration_ms:,.0f} ms"]
+    facts = [f"Model {entry.model}"] if entry.model else []
+    if entry.prompt_tokens is not None:
+        facts.append(f"{entry.prompt_tokens} prompt + {entry.completion_tokens or 0} completion tokens")
+    if entry.stream:
+        facts.append("streamed")
+    if facts:
+        parts[0] += "\n" + ", ".join(facts)
     if entry.error:
         parts.append(f"Error: {entry.error}")
     if entry.body is None and entry.reply is None:

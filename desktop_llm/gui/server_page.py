@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
     QFrame,
     QGroupBox,
     QHBoxLayout,
@@ -119,7 +118,8 @@ def _redacted(entry: LogEntry, key: str | None) -> LogEntry:
     if not key:
         return entry
     hide = lambda text: text.replace(key, "•••") if text else text  # noqa: E731
-    return replace(entry, body=hide(entry.body), reply=hide(entry.reply), error=hide(entry.error))
+    return replace(entry, body=hide(entry.body), reply=hide(entry.reply), error=hide(entry.error),
+                   model=hide(entry.model))
 
 
 class ServerPage(QWidget):
@@ -148,6 +148,8 @@ class ServerPage(QWidget):
         self._lan: str | None = None
         self._model_id = BUNDLED_ID
         self._closed = False
+        self._shown_once = False
+        self._built = False
         self._worker = Background(self)
 
         self.log_view = ServerLogView()
@@ -163,14 +165,16 @@ class ServerPage(QWidget):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(left)
-        scroll.setMinimumWidth(360)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.setObjectName("serverSplitter")
         splitter.addWidget(scroll)
         splitter.addWidget(self.log_view)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([400, 640])
+        self._scroll = scroll
+        self._splitter = splitter
+        left.installEventFilter(self)  # a longer button text or a bigger font widens the column
+        self._fit_settings_column()
         splitter.setChildrenCollapsible(False)
 
         outer = QVBoxLayout(self)
@@ -182,6 +186,7 @@ class ServerPage(QWidget):
 
         self._connect()
         self.set_settings(settings)
+        self._built = True
         self._worker.run(self._read_key_state, self._show_key_state, self._key_failed)
 
     # -- building -------------------------------------------------------------------------------------
@@ -199,9 +204,10 @@ class ServerPage(QWidget):
         self.status_hint = _hint("", "serverStatusHint")
         self.status_hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         status_row = QHBoxLayout()
-        status_row.addWidget(self.status_label)
+        status_row.addWidget(self.status_label, 1)
         status_row.addWidget(self.copy_url_button)
-        status_row.addStretch(1)
+        status_row.addStretch(0)
+        self._status_row = status_row
         text = QVBoxLayout()
         text.setSpacing(4)
         text.addWidget(title)
@@ -240,11 +246,20 @@ class ServerPage(QWidget):
 
     def _settings_group(self) -> QGroupBox:
         box = QGroupBox("Settings")
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
-        # Labels above their fields: the column is narrow, and the explanations need its whole width.
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
-        form.setVerticalSpacing(6)
+        layout = QVBoxLayout(box)
+        layout.setSpacing(4)
+
+        def add_row(caption: str, *items: QWidget | QHBoxLayout) -> None:
+            # Captions above their fields, in a plain box layout: the column is narrow, and QFormLayout
+            # gets the height of wrapped explanations wrong (their last line was cut).
+            if layout.count():
+                layout.addSpacing(8)
+            layout.addWidget(QLabel(f"<b>{caption}</b>"))
+            for item in items:
+                if isinstance(item, QHBoxLayout):
+                    layout.addLayout(item)
+                else:
+                    layout.addWidget(item)
 
         self.address_combo = QComboBox()
         self.address_combo.setObjectName("serverAddress")
@@ -255,23 +270,15 @@ class ServerPage(QWidget):
         self.custom_address.setObjectName("serverCustomAddress")
         self.custom_address.setPlaceholderText("An address of this machine, e.g. 192.168.1.20 or ::1")
         self.address_problem = _hint("", "serverAddressProblem")
-        address = QVBoxLayout()
-        address.setSpacing(4)
-        address.addWidget(self.address_combo)
-        address.addWidget(self.custom_address)
-        address.addWidget(_hint("Only this computer can call the server at 127.0.0.1. The local network "
-                                "lets other machines call it too, and then an API key is required."))
-        address.addWidget(self.address_problem)
-        form.addRow("Address:", address)
+        add_row("Address", self.address_combo, self.custom_address,
+                _hint("Only this computer can call the server at 127.0.0.1. The local network lets other "
+                      "machines call it too, and then an API key is required."), self.address_problem)
 
         self.port_spin = int_spin("serverPort", 0, 65535, "The port programs connect to", special="Any free port")
         self.port_spin.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        port = QVBoxLayout()
-        port.setSpacing(4)
-        port.addWidget(self.port_spin)
-        port.addWidget(_hint("If another program uses the port, the server cannot start: pick another "
-                             "(1024–65535). “Any free port” lets the system choose; the status above shows it."))
-        form.addRow("Port:", port)
+        add_row("Port", self.port_spin, _hint("If another program uses the port, the server cannot start: pick "
+                                              "another (1024–65535). “Any free port” lets the system choose; "
+                                              "the status above shows it."))
 
         self.key_edit = QLineEdit()
         self.key_edit.setObjectName("serverKeyEdit")
@@ -285,55 +292,38 @@ class ServerPage(QWidget):
         self.clear_key_button = _button("Remove", "clearServerKey", "Serve without a key (127.0.0.1 only)")
         self.key_status = _hint("Reading the keyring…", "serverKeyStatus")
         self.key_status.setForegroundRole(QPalette.ColorRole.WindowText)
-        key_row = QHBoxLayout()
+        key_row, buttons = QHBoxLayout(), QHBoxLayout()
         key_row.addWidget(self.key_edit, 1)
         key_row.addWidget(self.show_key_button)
-        buttons = QHBoxLayout()
         for button in (self.generate_key_button, self.copy_key_button, self.save_key_button, self.clear_key_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
-        key = QVBoxLayout()
-        key.setSpacing(4)
-        key.addLayout(key_row)
-        key.addLayout(buttons)
-        key.addWidget(self.key_status)
-        key.addWidget(_hint("With a key set, every request must send <code>Authorization: Bearer &lt;key&gt;</code> "
-                            "(the <code>openai</code> library's <code>api_key</code> does that). Addresses other "
-                            "than this computer's require a key."))
-        form.addRow("API key:", key)
+        add_row("API key", key_row, buttons, self.key_status,
+                _hint("With a key set, every request must send <code>Authorization: Bearer &lt;key&gt;</code> "
+                      "(the <code>openai</code> library's <code>api_key</code> does that). Addresses other "
+                      "than this computer's require a key."))
 
         self.origins_edit = QLineEdit()
         self.origins_edit.setObjectName("serverOrigins")
         self.origins_edit.setPlaceholderText("Off, e.g. http://localhost:3000, https://my.app")
-        origins = QVBoxLayout()
-        origins.setSpacing(4)
-        origins.addWidget(self.origins_edit)
-        origins.addWidget(_hint("Web pages from these origins (comma-separated; * for any) may call the server "
-                                "from a browser. Empty: browsers on other sites are refused. Programs and "
-                                "scripts are not affected."))
-        form.addRow("Allowed origins:", origins)
+        add_row("Allowed origins", self.origins_edit,
+                _hint("Web pages from these origins (comma-separated; * for any) may call the server from a "
+                      "browser. Empty: browsers on other sites are refused. Programs and scripts are not affected."))
 
         self.log_bodies_check = QCheckBox("Log request and reply bodies")
         self.log_bodies_check.setObjectName("serverLogBodies")
-        bodies = QVBoxLayout()
-        bodies.setSpacing(4)
-        bodies.addWidget(self.log_bodies_check)
-        bodies.addWidget(_hint("Prompts and replies can be private: when on, they are kept in this page's log "
-                               "(in memory, not on disk) until you clear it or close the app."))
-        form.addRow("Privacy:", bodies)
+        add_row("Privacy", self.log_bodies_check,
+                _hint("Prompts and replies can be private: when on, they are kept in this page's log (in memory, "
+                      "not on disk) until you clear it or close the app."))
 
         self.idle_spin = int_spin("serverIdleUnload", 0, 24 * 60, "Free a model the server loaded after this "
                                   "long without requests", suffix=" min", special="Never")
         self.idle_spin.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        idle = QVBoxLayout()
-        idle.setSpacing(4)
-        idle.addWidget(self.idle_spin)
-        idle.addWidget(_hint("A model the server loaded for a request is freed after this long without "
-                             "requests, giving its memory back. The window's own model is kept."))
-        form.addRow("Idle unload:", idle)
+        add_row("Idle unload", self.idle_spin,
+                _hint("A model the server loaded for a request is freed after this long without requests, "
+                      "giving its memory back. The window's own model is kept."))
 
-        layout = QVBoxLayout(box)
-        layout.addLayout(form)
+        layout.addSpacing(8)
         layout.addWidget(_hint("Changes are saved at once and apply the next time the server starts."))
         return box
 
@@ -355,7 +345,9 @@ class ServerPage(QWidget):
             edit.setReadOnly(True)
             edit.setFont(mono)
             edit.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-            edit.setFixedHeight(edit.fontMetrics().lineSpacing() * 9 + 14)
+            # The whole Python example, above the horizontal scroll bar that long lines bring.
+            edit.setFixedHeight(edit.fontMetrics().lineSpacing() * 10 + 14
+                                + edit.horizontalScrollBar().sizeHint().height())
             self.examples.addTab(edit, tab)
         self.copy_example_button = _button("Copy example", "copyServerExample", "Copy the example shown")
         copy_row = QHBoxLayout()
@@ -371,7 +363,8 @@ class ServerPage(QWidget):
         self._entry_arrived.connect(self.log_view.add)
         self.toggle_button.clicked.connect(self._toggle)
         self.restart_button.clicked.connect(self.restart_server)
-        self.copy_url_button.clicked.connect(lambda: self._copy(self._server.url if self._server else ""))
+        # The address a program here uses (for 0.0.0.0, 127.0.0.1), which is what the examples show too.
+        self.copy_url_button.clicked.connect(lambda: self._copy(self._base_url() if self._server else ""))
         self.address_combo.currentIndexChanged.connect(self._address_chosen)
         self.custom_address.editingFinished.connect(self._commit_custom_address)
         self.port_spin.valueChanged.connect(lambda port: self._commit(port=port))
@@ -387,9 +380,31 @@ class ServerPage(QWidget):
         self.copy_example_button.clicked.connect(
             lambda: self._copy(self.examples.currentWidget().toPlainText()))  # type: ignore[union-attr]
 
+    def _fit_settings_column(self) -> None:
+        # Never narrower than its content (the column only scrolls up and down), and no wider at first.
+        content = self._scroll.widget()
+        content.ensurePolished()
+        width = content.minimumSizeHint().width() + self._scroll.verticalScrollBar().sizeHint().width()
+        self._scroll.setMinimumWidth(width)
+        sizes = self._splitter.sizes()
+        if sum(sizes) > 0 and sizes[0] < width:
+            self._splitter.setSizes([width, max(sum(sizes) - width, 1)])
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.LayoutRequest and watched is self._scroll.widget():
+            self._fit_settings_column()
+        return super().eventFilter(watched, event)
+
+    def showEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not self._shown_once:  # sizes are only right once the style has polished every widget
+            self._shown_once = True
+            self._fit_settings_column()
+            self._splitter.setSizes([self._scroll.minimumWidth(), max(self.width() - self._scroll.minimumWidth(), 1)])
+
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
         super().changeEvent(event)
-        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+        if self._built and event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self._show_state()  # rich-text colours were picked for the old theme
             self._show_key_state(self._key_state)
 
@@ -503,6 +518,8 @@ class ServerPage(QWidget):
         server.stop()
 
     def _started(self, started: tuple[LocalServer, str | None], config: ServerConfig, generation: int) -> None:
+        if self._closed:
+            return  # shutdown has stopped it already
         self._server, self._lan = started
         self._busy = ""
         self._applied = (config.to_dict(), generation)
@@ -513,6 +530,8 @@ class ServerPage(QWidget):
         self._worker.run(server.models.models, self._got_models, lambda _exc: None)
 
     def _start_failed(self, exc: Exception, was_running: bool) -> None:
+        if self._closed:
+            return
         self._busy = ""
         if isinstance(exc, DesktopLLMError):
             self._failure = (exc.message, exc.hint or "")
@@ -533,6 +552,8 @@ class ServerPage(QWidget):
         self._worker.run(lambda: self._stop_job(server), lambda _r: self._stopped(), lambda _exc: self._stopped())
 
     def _stopped(self) -> None:
+        if self._closed:
+            return
         self._busy = ""
         self._show_state()
         self._refresh()
@@ -596,15 +617,21 @@ class ServerPage(QWidget):
             status = "○ Stopped"
             hint = "Start the server to let other programs use this app's models through the OpenAI API."
         self.status_label.setText(status)
+        # A URL stays on one line with Copy right after it; a long error wraps across the header instead.
+        self.status_label.setWordWrap(server is None)
+        self._status_row.setStretchFactor(self.status_label, 0 if server is not None else 1)
+        self._status_row.setStretch(2, 1 if server is not None else 0)
         self.status_hint.setText(hint)
         self.status_hint.setVisible(bool(hint))
 
     def _style_toggle(self, primary: bool) -> None:
         # Start is the page's main action: the theme's accent colour; Stop: a plain button.
         palette = QPalette(self.palette())
-        if primary:
-            palette.setColor(QPalette.ColorRole.Button, palette.color(QPalette.ColorRole.Highlight))
-            palette.setColor(QPalette.ColorRole.ButtonText, palette.color(QPalette.ColorRole.HighlightedText))
+        if primary:  # not for the disabled look: "Starting…" must read as unavailable
+            for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
+                palette.setColor(group, QPalette.ColorRole.Button, palette.color(QPalette.ColorRole.Highlight))
+                palette.setColor(group, QPalette.ColorRole.ButtonText,
+                                 palette.color(QPalette.ColorRole.HighlightedText))
         self.toggle_button.setPalette(palette)
 
     def _base_url(self) -> str:
@@ -619,11 +646,12 @@ class ServerPage(QWidget):
         url, model = self._base_url(), self._model_id
         keyed = bool(self._key_state and self._key_state[0])
         self.endpoints_label.setText(
-            "<table cellspacing='0' cellpadding='2'>"
-            f"<tr><td><code>GET</code></td><td><code>{html.escape(url)}/models</code></td></tr>"
-            f"<tr><td><code>POST</code></td><td><code>{html.escape(url)}/chat/completions</code></td></tr>"
-            f"<tr><td><code>POST</code></td><td><code>{html.escape(url)}/completions</code></td></tr>"
-            "</table>Streaming, stop, seed, logprobs and JSON schema replies work as in OpenAI's API.")
+            f"Base URL: <code>{html.escape(url)}</code>"
+            "<table cellspacing='0' cellpadding='2' style='margin-top:4px'>"
+            "<tr><td><code>GET&nbsp;</code></td><td><code>/v1/models</code></td><td>the library's models</td></tr>"
+            "<tr><td><code>POST</code></td><td><code>/v1/chat/completions</code></td><td>chat</td></tr>"
+            "<tr><td><code>POST</code></td><td><code>/v1/completions</code></td><td>plain text</td></tr>"
+            "</table>Streaming, stop, seed, logprobs and JSON-schema replies work as in OpenAI's API.")
         auth = f'  -H "Authorization: Bearer ${KEY_ENV}" \\\n' if keyed else ""
         self.curl_text.setPlainText(
             f"curl {url}/chat/completions \\\n"
@@ -631,10 +659,11 @@ class ServerPage(QWidget):
             f"{auth}"
             f"  -d '{{\"model\": \"{model}\",\n"
             '       "messages": [{"role": "user", "content": "Hello!"}]}\'')
-        key = f'os.environ["{KEY_ENV}"]' if keyed else '"no-key"  # none is needed while no key is set'
+        key = f'os.environ["{KEY_ENV}"]' if keyed else '"no-key"'
+        note = "" if keyed else "# The server has no key set, so any api_key will do.\n"
         self.python_text.setPlainText(
-            "import os\n\nfrom openai import OpenAI\n\n"
-            f'client = OpenAI(base_url="{url}",\n                api_key={key})\n'
+            "import os\nfrom openai import OpenAI\n\n"
+            f'{note}client = OpenAI(base_url="{url}",\n                api_key={key})\n'
             "reply = client.chat.completions.create(\n"
             f'    model="{model}",\n'
             '    messages=[{"role": "user", "content": "Hello!"}],\n)\n'
@@ -707,7 +736,10 @@ class ServerPage(QWidget):
 
         def job() -> tuple[str | None, bool, str | None]:
             store = self._key_store()
-            store.set(key) if key else store.clear()
+            if key:
+                store.set(key)
+            else:
+                store.clear()
             return self._read_key_state()
 
         self._worker.run(job, self._show_key_state, self._key_failed)

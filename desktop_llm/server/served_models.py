@@ -58,8 +58,13 @@ class ServedModels:
         return EngineClient.load_request(ref, backend, options)
 
     def describe(self, ref: ModelRef) -> dict[str, Any]:
+        # The context it is served with (the load options'), which clients size their prompts by.
+        try:
+            context = self.load_request(ref)["options"].get("n_ctx") or ref.context_length
+        except (OSError, ValueError):
+            context = ref.context_length
         return {"id": ref.id, "object": "model", "created": 0, "owned_by": ref.source,
-                "name": ref.name, "format": ref.format, "context_length": ref.context_length}
+                "name": ref.name, "format": ref.format, "context_length": context}
 
     # -- idle unload ---------------------------------------------------------------------------
     def begin(self, load: dict[str, Any]) -> None:

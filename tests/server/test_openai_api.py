@@ -17,6 +17,8 @@ def test_lists_the_library_models(oai):
     ids = [m.id for m in oai.models.list().data]
     assert any(i.startswith("bundled:") for i in ids)
     assert oai.models.retrieve(ids[0]).id == ids[0]
+    bundled = next(m for m in oai.models.list().data if m.id.startswith("bundled:")).to_dict()
+    assert bundled["context_length"] == 4096  # what it is served with (Settings' context), not its training length
 
 
 def test_chat_without_and_with_streaming_gives_the_same_reply(oai, model_id):
