@@ -27,19 +27,7 @@ class TokenStore:
 
     def __init__(self, backend: Any = None) -> None:
         self._session: str | None = None  # the token when the keyring cannot hold it
-        self.problem: str | None = None
-        if backend is None:
-            try:
-                import keyring
-
-                backend = keyring.get_keyring()
-            except Exception as exc:  # a broken keyring set-up must not stop the app
-                log.warning("No keyring: %s", type(exc).__name__)
-                backend = None
-        self._backend = backend
-        self.secure = backend is not None and is_secure_backend(backend)
-        if not self.secure:
-            self.problem = NO_SECURE_KEYRING
+        self._backend, self.secure, self.problem = open_keyring(backend)
 
     def __repr__(self) -> str:
         name = type(self._backend).__name__ if self._backend is not None else None
@@ -107,6 +95,20 @@ class TokenStore:
         prefix = "hf_" if token.startswith("hf_") else ""
         tail = token[-4:] if len(token) >= 12 else ""
         return f"{prefix}…{tail}"
+
+
+def open_keyring(backend: Any = None) -> tuple[Any, bool, str | None]:
+    """The system keyring (or ``backend``), whether it is secure, and the problem to show when it is not."""
+    if backend is None:
+        try:
+            import keyring
+
+            backend = keyring.get_keyring()
+        except Exception as exc:  # a broken keyring set-up must not stop the app
+            log.warning("No keyring: %s", type(exc).__name__)
+            backend = None
+    secure = backend is not None and is_secure_backend(backend)
+    return backend, secure, None if secure else NO_SECURE_KEYRING
 
 
 def is_secure_backend(backend: Any) -> bool:

@@ -17,12 +17,11 @@ import email.utils
 import http.client
 import itertools
 import json
-import queue
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,14 +43,12 @@ from desktop_llm.core.errors import (
 )
 from desktop_llm.core.models import ModelRef
 from desktop_llm.core.sampling import SamplingParams
+from desktop_llm.engine.client import EventCallback, GenerationStream
+from desktop_llm.engine.protocol import FINAL_EVENTS, MAX_ALTERNATIVES
 from desktop_llm.remote.params import openai_fields
 from desktop_llm.remote.providers import Provider, remote_model_id, split_remote_model_id
 from desktop_llm.remote.sse import SSEEvent, SSEParser
 
-EventCallback = Callable[[dict[str, Any]], None]
-
-FINAL_EVENTS = ("loaded", "done", "result", "error")  # as in the engine protocol
-MAX_ALTERNATIVES = 20  # the engine's limit; OpenAI's top_logprobs allows 20 as well
 _ERROR_BODY_LIMIT = 64 * 1024
 _JSON_BODY_LIMIT = 32 * 1024 * 1024
 _READ_SIZE = 64 * 1024
@@ -321,7 +318,7 @@ def logprob_entries(logprobs: Any) -> list[dict[str, Any]]:
 
 
 # -- The stream ----------------------------------------------------------------------------------------
-class RemoteStream:
+class RemoteStream(GenerationStream):
     """A generate request to a remote endpoint, with the engine's ``GenerationStream`` surface.
 
     Iterate it for token events; ``result`` / ``wait()`` give the done event (or raise the error).
@@ -329,15 +326,7 @@ class RemoteStream:
 
     def __init__(self, client: RemoteClient, rid: str, op: str, on_event: EventCallback | None,
                  fields: dict[str, Any] | None = None) -> None:
-        self.client = client
-        self.id = rid
-        self.op = op
-        self.fields = fields or {}
-        self._events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-        self._on_event = on_event
-        self.final: dict[str, Any] | None = None
-        self.finished = threading.Event()
-        self.cancel_requested = False
+        super().__init__(client, rid, op, on_event, fields)  # type: ignore[arg-type]  # same surface
         self.error: DesktopLLMError | None = None  # the error behind an error event, as raised
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
@@ -365,44 +354,11 @@ class RemoteStream:
             self._on_event(event)
         self._events.put(event)
 
-    def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """Every event, the final one last. Raises the error if the request failed."""
-        while True:
-            event = self._events.get(timeout=timeout)
-            if event.get("event") == "error":
-                raise self.error_of(event)
-            yield event
-            if event.get("event") in FINAL_EVENTS:
-                return
-
-    def wait(self, timeout: float | None = None) -> dict[str, Any]:
-        if not self.finished.wait(timeout):
-            raise TimeoutError(f"remote request {self.op} did not finish in {timeout} s")
-        assert self.final is not None
-        if self.final.get("event") == "error":
-            raise self.error_of(self.final)
-        return self.final
-
-    def error_of(self, event: dict[str, Any]) -> DesktopLLMError:
+    def error_of(self, event: dict[str, Any]) -> DesktopLLMError:  # type: ignore[override]
         if self.error is not None and event is self.final:
             return self.error
         return error_from_code(event.get("code", "remote_error"), event.get("message", "Remote error."),
                                event.get("hint", ""))
-
-    def tokens(self) -> Iterator[dict[str, Any]]:
-        for event in self.events():
-            if event["event"] == "token":
-                yield event
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.tokens()
-
-    @property
-    def result(self) -> dict[str, Any]:
-        return self.wait()
-
-    def text(self) -> str:
-        return "".join(e["text"] for e in self.tokens())
 
     def cancel(self) -> None:
         """Stop reading and close the connection; the stream ends with ``done``, ``finish_reason: "cancelled"``."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from keyring.errors import PasswordDeleteError
 
-from desktop_llm.hub.token_store import is_secure_backend
+from desktop_llm.hub.token_store import open_keyring
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +28,8 @@ class ProviderKeys:
 
     def __init__(self, backend: Any = None) -> None:
         self._session: dict[str, str] = {}  # keys the keyring could not hold, for this session
-        self.problem: str | None = None
-        if backend is None:
-            try:
-                import keyring
-
-                backend = keyring.get_keyring()
-            except Exception as exc:  # a broken keyring set-up must not stop the app
-                log.warning("No keyring: %s", type(exc).__name__)
-                backend = None
-        self._backend = backend
-        self.secure = backend is not None and is_secure_backend(backend)
-        if not self.secure:
-            self.problem = NO_SECURE_KEYRING
+        self._backend, self.secure, _ = open_keyring(backend)
+        self.problem: str | None = None if self.secure else NO_SECURE_KEYRING
 
     def __repr__(self) -> str:
         name = type(self._backend).__name__ if self._backend is not None else None

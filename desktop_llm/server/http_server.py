@@ -288,13 +288,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _next(self, stream: GenerationStream) -> dict[str, Any]:
         """The stream's next event; while none comes, watch for the client leaving."""
+        return self._await(stream, stream.next_event, lambda: False)
+
+    def _await(self, stream: GenerationStream, take: Callable[[float], dict[str, Any] | None],
+               gone: Callable[[], bool]) -> dict[str, Any]:
         while True:
-            event = stream.next_event(_POLL_SECONDS)
+            event = take(_POLL_SECONDS)
             if event is not None:
                 if event.get("event") == "error":
                     raise stream.error_of(event)
                 return event
-            if self._client_gone():
+            if gone() or self._client_gone():
                 raise ClientGone()
 
     def _collect(self, stream: GenerationStream) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -305,14 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         return tokens, event
 
     def _pumped(self, stream: GenerationStream, pump: TokenPump) -> dict[str, Any]:
-        while True:
-            event = pump.next(_POLL_SECONDS)
-            if event is not None:
-                if event.get("event") == "error":
-                    raise stream.error_of(event)
-                return event
-            if pump.gone or self._client_gone():
-                raise ClientGone()
+        return self._await(stream, pump.next, lambda: pump.gone)
 
     def _stream_reply(self, stream: GenerationStream, pump: TokenPump, builder: ResponseBuilder,
                       entry: LogEntry) -> None:
