@@ -14,20 +14,28 @@ from typing import Any
 
 @dataclass
 class TokenInfo:
-    token_id: int
+    token_id: int | None  # None from a remote endpoint, which does not give token ids
     text: str
-    logprob: float
+    logprob: float | None  # None when the endpoint gave no probabilities
     alternatives: list[dict[str, Any]] = field(default_factory=list)  # {token_id, text, logprob}
     forced: bool = False  # chosen by the user, not drawn
 
     @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
+    def prob(self) -> float | None:
+        return None if self.logprob is None else math.exp(self.logprob)
+
+    def is_alternative(self, alternative: dict[str, Any]) -> bool:
+        """True when ``alternative`` is this token (by id; by text when ids are unknown)."""
+        if self.token_id is not None and alternative.get("token_id") is not None:
+            return alternative["token_id"] == self.token_id
+        return alternative.get("text") == self.text
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> TokenInfo:
-        return cls(int(event["token_id"]), event.get("text", ""), float(event.get("logprob", 0.0)),
-                   list(event.get("alternatives") or []), bool(event.get("forced")))
+        token_id, logprob = event.get("token_id"), event.get("logprob")
+        return cls(None if token_id is None else int(token_id), event.get("text", ""),
+                   None if logprob is None else float(logprob), list(event.get("alternatives") or []),
+                   bool(event.get("forced")))
 
 
 @dataclass

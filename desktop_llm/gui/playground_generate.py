@@ -145,8 +145,12 @@ class GenerateView(QWidget):
         if self.busy or self.current is None:
             return
         path = self.tree.path(self.current)
-        if alternative["token_id"] == path[position].token_id:
+        if path[position].is_alternative(alternative):
             self.status.emit("That is the token already written there; pick another to branch.")
+            return
+        if alternative.get("token_id") is None:
+            self.status.emit("Branching needs token ids, which a remote endpoint does not give; load a local "
+                             "model to branch.")
             return
         root = self._root(self.current)
         request = self.requests[root]

@@ -32,14 +32,20 @@ def prob_colour(prob: float, dark: bool) -> QColor:
     return QColor.fromHsl(hue, 150, 70) if dark else QColor.fromHsl(hue, 190, 212)
 
 
+def _id_text(token_id: int | None) -> str:
+    return "id unknown (remote)" if token_id is None else f"id {token_id}"
+
+
 def alternatives_html(token: TokenInfo, index: int) -> str:
     rows = "".join(
-        f"<tr><td>{'▶ ' if a['token_id'] == token.token_id else ''}{html.escape(visible(a.get('text', '')))}</td>"
-        f"<td align='right'>{math.exp(a['logprob']) * 100:.1f}%</td><td>id {a['token_id']}</td></tr>"
+        f"<tr><td>{'▶ ' if token.is_alternative(a) else ''}{html.escape(visible(a.get('text', '')))}</td>"
+        f"<td align='right'>{math.exp(a['logprob']) * 100:.1f}%</td><td>{_id_text(a.get('token_id'))}</td></tr>"
         for a in token.alternatives)
     chosen = "chosen by you" if token.forced else "drawn"
-    head = (f"<b>Token {index + 1}</b>: {html.escape(visible(token.text))} (id {token.token_id}, {chosen}) "
-            f"<br>probability {token.prob * 100:.1f}% (log-prob {token.logprob:.3f})")
+    odds = ("probability not given by the endpoint" if token.prob is None or token.logprob is None
+            else f"probability {token.prob * 100:.1f}% (log-prob {token.logprob:.3f})")
+    head = (f"<b>Token {index + 1}</b>: {html.escape(visible(token.text))} ({_id_text(token.token_id)}, {chosen}) "
+            f"<br>{odds}")
     if not rows:
         return head + "<br><i>Alternatives are off (turn on Show probabilities).</i>"
     return head + f"<br>The model's top choices here:<table cellspacing='4'>{rows}</table>Click to branch."
@@ -80,7 +86,7 @@ class TokenView(QTextBrowser):
         fmt.setAnchor(True)
         fmt.setAnchorHref(f"{HREF}{index}")
         fmt.setForeground(self.palette().text())
-        if self.colour:
+        if self.colour and token.prob is not None:
             fmt.setBackground(prob_colour(token.prob, is_dark()))
         if token.forced:
             fmt.setFontUnderline(True)
@@ -128,10 +134,11 @@ class AlternativesList(QListWidget):
         if token is None or position is None:
             return
         for alt in token.alternatives:
-            mark = " (the one written)" if alt["token_id"] == token.token_id else ""
+            mark = " (the one written)" if token.is_alternative(alt) else ""
             item = QListWidgetItem(f"{math.exp(alt['logprob']) * 100:5.1f}%  {visible(alt.get('text', ''))}{mark}")
             item.setData(256, alt)
-            item.setToolTip(f"token id {alt['token_id']}; click to continue the text with this token instead")
+            item.setToolTip(f"token {_id_text(alt.get('token_id'))}; click to continue the text with this token "
+                            "instead")
             self.addItem(item)
 
     def _clicked(self, item: QListWidgetItem) -> None:

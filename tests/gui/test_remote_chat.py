@@ -96,3 +96,39 @@ def test_chat_through_a_second_instance_streaming_and_stop(qtbot, ui, open_windo
     finally:
         group.list.setCurrentRow(next(i for i, p in enumerate(group.providers()) if p.id == provider.id))
         group.remove_current()
+
+
+def test_the_playground_on_a_remote_model_shows_its_probabilities_and_explains_why_it_cannot_branch(
+        qtbot, open_window, second_instance):
+    from desktop_llm.remote.library import remote_ref
+
+    url, _log = second_instance
+    win = open_window()
+    group = win.remote_providers
+    dialog = ProviderDialog(None, False, group)
+    dialog.name_edit.setText("Other box")
+    dialog.url_edit.setText(url)
+    dialog.key_edit.setText(KEY)
+    provider = group.save_from_dialog(None, dialog)
+    assert provider is not None, dialog.error.text()
+    try:
+        with qtbot.waitSignal(win.engine.loaded, timeout=30_000):
+            win.load_model(remote_ref(f"remote:{provider.id}/bundled:SmolLM2-135M-Instruct"))
+        page = win.playground
+        win.show_page(page)
+        page.prompt.text.setPlainText("The three primary colours are")
+        page.params_panel.set_values({"temperature": 0.0, "repeat_penalty": 1.0, "max_tokens": 6})
+        view = page.generate_view
+        with qtbot.waitSignal(view.run_finished, timeout=60_000) as finished:
+            qtbot.mouseClick(view.generate_button, Qt.MouseButton.LeftButton)
+        assert finished.args[0]["finish_reason"] == "length"
+        shown = view.view.tokens
+        assert len(shown) == 6 and all(t.prob is not None and len(t.alternatives) == 10 for t in shown)
+        assert all(t.is_alternative(max(t.alternatives, key=lambda a: a["logprob"])) for t in shown)  # greedy
+        with qtbot.waitSignal(view.status, timeout=5_000) as said:
+            other = next(a for a in shown[0].alternatives if not shown[0].is_alternative(a))
+            view.branch(0, other)
+        assert "token ids" in said.args[0] and not view.busy
+    finally:
+        group.list.setCurrentRow(next(i for i, p in enumerate(group.providers()) if p.id == provider.id))
+        group.remove_current()
