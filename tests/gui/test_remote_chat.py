@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,17 +44,29 @@ def second_instance(tmp_path):
         proc.kill()
 
 
-def test_chat_through_a_second_instance_streaming_and_stop(qtbot, ui, open_window, second_instance):
-    url, served_log = second_instance
-    win = open_window({"temperature": 0.0, "repeat_penalty": 1.0, "max_tokens": 400})
+@contextmanager
+def provider_added(win, url: str, name: str):
+    """Add ``url`` as a remote provider the way the Add dialog does; remove it (and its key) afterwards, as the
+    app home is shared by the whole test session."""
     group = win.remote_providers
     dialog = ProviderDialog(None, False, group)
-    dialog.name_edit.setText("Second instance")
+    dialog.name_edit.setText(name)
     dialog.url_edit.setText(url)
     dialog.key_edit.setText(KEY)
     provider = group.save_from_dialog(None, dialog)
     assert provider is not None, dialog.error.text()
     try:
+        yield provider
+    finally:
+        group.list.setCurrentRow(next(i for i, p in enumerate(group.providers()) if p.id == provider.id))
+        group.remove_current()
+
+
+def test_chat_through_a_second_instance_streaming_and_stop(qtbot, ui, open_window, second_instance):
+    url, served_log = second_instance
+    win = open_window({"temperature": 0.0, "repeat_penalty": 1.0, "max_tokens": 400})
+    group = win.remote_providers
+    with provider_added(win, url, "Second instance"):
         assert KEY not in (Path(os.environ["DESKTOP_LLM_HOME"]) / "remote_providers.json").read_text()
         qtbot.waitUntil(lambda: "Connected to Second instance: 1 model" in group.status.text(), timeout=30_000)
 
@@ -93,9 +106,6 @@ def test_chat_through_a_second_instance_streaming_and_stop(qtbot, ui, open_windo
         qtbot.waitUntil(lambda: any(re.search(r"\s499\s", line) for line in served_log), timeout=15_000)
         # and the next message is answered at once
         assert ui.send_and_wait(win, "Say hello.")["finish_reason"] in ("stop", "length")
-    finally:
-        group.list.setCurrentRow(next(i for i, p in enumerate(group.providers()) if p.id == provider.id))
-        group.remove_current()
 
 
 def test_the_playground_on_a_remote_model_shows_its_probabilities_and_explains_why_it_cannot_branch(
@@ -104,14 +114,7 @@ def test_the_playground_on_a_remote_model_shows_its_probabilities_and_explains_w
 
     url, _log = second_instance
     win = open_window()
-    group = win.remote_providers
-    dialog = ProviderDialog(None, False, group)
-    dialog.name_edit.setText("Other box")
-    dialog.url_edit.setText(url)
-    dialog.key_edit.setText(KEY)
-    provider = group.save_from_dialog(None, dialog)
-    assert provider is not None, dialog.error.text()
-    try:
+    with provider_added(win, url, "Other box") as provider:
         with qtbot.waitSignal(win.engine.loaded, timeout=30_000):
             win.load_model(remote_ref(f"remote:{provider.id}/bundled:SmolLM2-135M-Instruct"))
         page = win.playground
@@ -129,6 +132,3 @@ def test_the_playground_on_a_remote_model_shows_its_probabilities_and_explains_w
             other = next(a for a in shown[0].alternatives if not shown[0].is_alternative(a))
             view.branch(0, other)
         assert "token ids" in said.args[0] and not view.busy
-    finally:
-        group.list.setCurrentRow(next(i for i, p in enumerate(group.providers()) if p.id == provider.id))
-        group.remove_current()
