@@ -187,7 +187,6 @@ class ServerPage(QWidget):
         self._connect()
         self.set_settings(settings)
         self._built = True
-        self._worker.run(self._read_key_state, self._show_key_state, self._key_failed)
 
     # -- building -------------------------------------------------------------------------------------
     def _header(self) -> QHBoxLayout:
@@ -399,6 +398,9 @@ class ServerPage(QWidget):
         super().showEvent(event)
         if not self._shown_once:  # sizes are only right once the style has polished every widget
             self._shown_once = True
+            # The keyring is read when the page is first opened, not at start-up: importing it costs about
+            # half a second, and a locked keyring may ask the user to unlock it.
+            self._worker.run(self._read_key_state, self._show_key_state, self._key_failed)
             self._fit_settings_column()
             self._splitter.setSizes([self._scroll.minimumWidth(), max(self.width() - self._scroll.minimumWidth(), 1)])
 
