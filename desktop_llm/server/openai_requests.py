@@ -7,7 +7,7 @@ getting a default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from desktop_llm.core.errors import DesktopLLMError
@@ -42,7 +42,6 @@ class ParsedRequest:
     include_usage: bool = False
     logprobs: bool = False
     top_logprobs: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def alternatives(self) -> int:
@@ -168,12 +167,12 @@ def _check_fields(body: Any, allowed: set[str]) -> dict[str, Any]:
     return body
 
 
-def _sampling(values: dict[str, Any], param: str | None) -> SamplingParams:
+def _sampling(values: dict[str, Any]) -> SamplingParams:
     try:
         params = SamplingParams.from_dict(values)
         params.validate()
     except DesktopLLMError as exc:
-        raise _bad(exc.message, param) from None
+        raise _bad(exc.message) from None
     return params
 
 
@@ -195,7 +194,7 @@ def parse_chat(body: Any) -> ParsedRequest:
         top = _number(body, "top_logprobs", int, 0, MAX_ALTERNATIVES)
         if not logprobs:
             raise _bad("'top_logprobs' needs 'logprobs': true.", "top_logprobs")
-    return ParsedRequest("chat", body["model"], _sampling(_common_params(body, "chat"), None), messages=clean,
+    return ParsedRequest("chat", body["model"], _sampling(_common_params(body, "chat")), messages=clean,
                          stream=bool(body.get("stream")), include_usage=_include_usage(body),
                          logprobs=logprobs, top_logprobs=top or 0)
 
@@ -235,6 +234,6 @@ def parse_completion(body: Any) -> ParsedRequest:
     top = 0
     if body.get("logprobs") is not None:
         top = _number(body, "logprobs", int, 0, MAX_ALTERNATIVES)
-    return ParsedRequest("completion", body["model"], _sampling(_common_params(body, "completion"), None),
+    return ParsedRequest("completion", body["model"], _sampling(_common_params(body, "completion")),
                          prompt=prompt, stream=bool(body.get("stream")), include_usage=_include_usage(body),
                          logprobs=body.get("logprobs") is not None, top_logprobs=top)
