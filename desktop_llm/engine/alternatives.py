@@ -35,6 +35,29 @@ def top_k_ids(logits: np.ndarray, k: int, max_logit: float | None = None) -> np.
     return pool[order][:k]
 
 
+# A sum of exp(raw logits) below this means the largest terms were near float32's smallest
+# normal numbers (about e^-87) and may have lost precision.
+_SMALLEST_SAFE_SUM = float(np.exp(-60.0))
+
+
+def _log_normalizer(logits: np.ndarray, buf: np.ndarray) -> tuple[float, float | None]:
+    """log(sum(exp(logits))), and the largest logit when it had to be computed.
+
+    Usually exp() is taken of the raw logits, without first finding the largest one: two passes
+    over the vocabulary instead of four, which matters because this runs for every generated
+    token. That is exact as long as nothing overflows and the sum is not vanishingly small,
+    which is checked; otherwise the usual max-shifted form is used.
+    """
+    np.exp(logits, out=buf)
+    total = float(buf.sum())
+    if np.isfinite(total) and total > _SMALLEST_SAFE_SUM:
+        return float(np.log(total)), None
+    m = float(np.max(logits))
+    np.subtract(logits, m, out=buf)
+    np.exp(buf, out=buf)
+    return m + float(np.log(buf.sum())), m
+
+
 def logprob_and_top_k(logits: np.ndarray, chosen: int, k: int,
                       work: np.ndarray | None = None) -> tuple[float, list[tuple[int, float]]]:
     """The chosen token's log-probability under the model's distribution, and the ``k`` most likely tokens.
@@ -45,11 +68,9 @@ def logprob_and_top_k(logits: np.ndarray, chosen: int, k: int,
     avoid allocating one each time.
     """
     logits = np.asarray(logits, dtype=np.float32)
-    m = float(np.max(logits))
     buf = work if work is not None and work.shape == logits.shape else np.empty_like(logits)
-    np.subtract(logits, m, out=buf)
-    np.exp(buf, out=buf)
-    log_z = m + float(np.log(buf.sum()))  # numpy's pairwise float32 sum: ~1e-7 relative error
+    with np.errstate(over="ignore", under="ignore"):
+        log_z, m = _log_normalizer(logits, buf)  # numpy's pairwise float32 sum: ~1e-7 relative error
     chosen_lp = float(logits[chosen]) - log_z
     if k <= 0:
         return chosen_lp, []

@@ -7,6 +7,7 @@ the request they belong to and ``event``.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -34,3 +35,39 @@ def decode(line: bytes | str) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ValueError("a protocol message must be a JSON object")
     return message
+
+
+_json_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # the C encoder json.dumps uses
+
+
+_TOKEN_EVENT_KEYS = ({"event", "token_id", "text", "logprob", "alternatives"},
+                     {"event", "token_id", "text", "logprob", "alternatives", "forced"})
+
+
+def _plain_number(value: object) -> bool:
+    # Exactly float: a numpy float's repr is not JSON. Not finite: json writes NaN / Infinity.
+    return type(value) is float and math.isfinite(value)
+
+
+def _alternative_json(alt: dict[str, Any]) -> str:
+    return f'{{"token_id":{alt["token_id"]},"text":{_json_string(alt["text"])},"logprob":{alt["logprob"]!r}}}'
+
+
+def encode_token_event(rid: str, event: dict[str, Any]) -> bytes:
+    """``encode({"id": rid, **event})`` for a generate's token event: the same JSON, about 3x faster.
+
+    It runs once per generated token, where the general encoder's cost is measurable against
+    decoding a token of a small model. Anything unusual (a non-finite number, another field)
+    goes through the general encoder.
+    """
+    alternatives = event["alternatives"]
+    logprob = event["logprob"]
+    if (event.keys() not in _TOKEN_EVENT_KEYS or event["event"] != "token" or event.get("forced", True) is not True
+            or type(event["token_id"]) is not int or any(type(a["token_id"]) is not int for a in alternatives)
+            or not all(_plain_number(v) for v in (logprob, *(a["logprob"] for a in alternatives)))):
+        return encode({"id": rid, **event})
+    alts = ",".join(_alternative_json(a) for a in alternatives)
+    forced = ',"forced":true' if event.get("forced") is True else ""
+    line = (f'{{"id":{_json_string(rid)},"event":"token","token_id":{event["token_id"]},'
+            f'"text":{_json_string(event["text"])},"logprob":{logprob!r},"alternatives":[{alts}]{forced}}}\n')
+    return line.encode("ascii")

@@ -21,7 +21,7 @@ from desktop_llm.core.errors import DesktopLLMError, InvalidRequest, NoModelLoad
 from desktop_llm.core.models import ModelRef, resolve_model
 from desktop_llm.engine.backends import create_backend, pick_backend
 from desktop_llm.engine.generation import Cancelled, build_prompt_tokens, run_generation, run_next_token
-from desktop_llm.engine.protocol import MODEL_OPS, OPS, PROTOCOL_VERSION, decode, encode
+from desktop_llm.engine.protocol import MODEL_OPS, OPS, PROTOCOL_VERSION, decode, encode, encode_token_event
 
 
 def _load_key(load: dict[str, Any]) -> str:
@@ -44,6 +44,12 @@ class Worker:
     # -- output ------------------------------------------------------------------------------
     def send(self, rid: str | None, event: str, **fields: Any) -> None:
         data = encode({"id": rid, "event": event, **fields})
+        with self._out_lock:
+            self._out.write(data)
+            self._out.flush()
+
+    def send_token(self, rid: str, event: dict[str, Any]) -> None:
+        data = encode_token_event(rid, event)
         with self._out_lock:
             self._out.write(data)
             self._out.flush()
@@ -178,7 +184,7 @@ class Worker:
 
     def _op_generate(self, rid: str, req: dict[str, Any], received: float) -> None:
         backend = self._require_model()
-        done = run_generation(backend, req, self._cancels[rid], lambda ev: self.send(rid, **ev), received)
+        done = run_generation(backend, req, self._cancels[rid], lambda ev: self.send_token(rid, ev), received)
         self.send(rid, "done", **done)
 
     def _op_next_token(self, rid: str, req: dict[str, Any], received: float) -> None:

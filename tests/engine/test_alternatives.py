@@ -8,9 +8,11 @@ from desktop_llm.engine.alternatives import log_softmax, logprob_and_top_k, top_
 
 @pytest.mark.parametrize("scale", [0.01, 1.0, 5.0, 40.0])  # flat (window falls back) to very peaked
 @pytest.mark.parametrize("k", [1, 5, 20])
-def test_windowed_top_k_is_exact(scale, k):
+# Logits far above or below zero: exp() of the raw values would overflow or vanish.
+@pytest.mark.parametrize("offset", [0.0, 95.0, -120.0])
+def test_windowed_top_k_is_exact(scale, k, offset):
     rng = np.random.default_rng(int(scale * 100) + k)
-    logits = (rng.standard_normal(49152) * scale).astype(np.float32)
+    logits = (rng.standard_normal(49152) * scale + offset).astype(np.float32)
     logits[rng.integers(0, 49152, 50)] = logits.max()  # ties at the top
     expected = np.lexsort((np.arange(logits.shape[0]), -logits))[:k]
     assert top_k_ids(logits, k).tolist() == expected.tolist()

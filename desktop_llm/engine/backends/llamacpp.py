@@ -79,6 +79,9 @@ class LlamaCppBackend:
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._no_abort_cb = llama_cpp.ggml_abort_callback()
         self._pieces: dict[int, bytes] = {}
+        self._ends: dict[int, bool] = {}  # is_end_token, cached: it is asked once per generated token
+        self._logits_address: int | None = None
+        self._logits_view: np.ndarray | None = None
         self._meta: dict[str, Any] = {}
 
     # -- loading ---------------------------------------------------------------------------
@@ -137,6 +140,8 @@ class LlamaCppBackend:
             self.llm.close()
             self.llm = None
             self._pieces.clear()
+            self._ends.clear()
+            self._logits_address = self._logits_view = None
 
     # -- tokens ------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
@@ -243,11 +248,26 @@ class LlamaCppBackend:
     def next_logits(self, tokens: list[int], cancel: threading.Event) -> np.ndarray:
         """Raw logits of the position after ``tokens`` (reusing the KV cache), copied out of llama.cpp."""
         self._eval_prompt(tokens, cancel)
-        ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
+        return self._last_logits().copy()
 
     def is_end_token(self, token_id: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token_id))
+        is_end = self._ends.get(token_id)
+        if is_end is None:
+            is_end = self._ends[token_id] = bool(llama_cpp.llama_vocab_is_eog(self._vocab, token_id))
+        return is_end
+
+    def _last_logits(self) -> np.ndarray:
+        """The last position's logits, as a view into llama.cpp's buffer (valid until the next decode).
+
+        The view is made once per buffer address: building it from the ctypes pointer each time
+        cost tens of microseconds a token.
+        """
+        ptr = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        address = ctypes.cast(ptr, ctypes.c_void_p).value
+        if address != self._logits_address:
+            self._logits_view = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+            self._logits_address = address
+        return self._logits_view
 
     def stream(self, tokens: list[int], params: SamplingParams, n_alternatives: int,
                cancel: threading.Event, continuation: list[int] | None = None) -> Iterator[TokenStep]:
@@ -262,23 +282,19 @@ class LlamaCppBackend:
                     llama_cpp.llama_sampler_accept(sampler.sampler, tok)
                 self._eval_prompt(tokens + continuation[:-1], cancel)
                 forced = continuation[-1]
-                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
-                                               shape=(self._n_vocab,))
-                logprob, alts = logprob_and_top_k(logits, forced, n_alternatives, work)
+                logprob, alts = logprob_and_top_k(self._last_logits(), forced, n_alternatives, work)
                 yield TokenStep(forced, self.token_piece(forced), logprob, alts, forced=True)
                 # A chosen end-of-generation token is shown, then the reply ends there.
-                if llm.n_tokens >= self.n_ctx or llama_cpp.llama_vocab_is_eog(self._vocab, forced):
+                if llm.n_tokens >= self.n_ctx or self.is_end_token(forced):
                     return
                 llm.eval([forced])
             else:
                 self._eval_prompt(tokens, cancel)
             while True:
-                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
-                                               shape=(self._n_vocab,))
                 token = sampler.sample(llm._ctx, -1)
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                if self.is_end_token(token):
                     return
-                logprob, alts = logprob_and_top_k(logits, token, n_alternatives, work)
+                logprob, alts = logprob_and_top_k(self._last_logits(), token, n_alternatives, work)
                 yield TokenStep(token, self.token_piece(token), logprob, alts)
                 if llm.n_tokens >= self.n_ctx:
                     return
