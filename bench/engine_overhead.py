@@ -91,18 +91,30 @@ def main() -> int:
         print(f"run {i + 1}: raw {raw[-1][1]:.1f} tok/s, ttft {raw[-1][0] * 1000:.1f} ms | "
               f"engine {eng[-1][1]:.1f} tok/s, ttft {eng[-1][0] * 1000:.1f} ms | "
               f"engine (callbacks) {cb[-1][1]:.1f} tok/s | engine+top5 {alt[-1][1]:.1f} tok/s", flush=True)
+    # One more raw run, so that every engine run sits between two raw runs.
+    raw.append(raw_run(llm, PROMPT.format(i=args.runs), args.tokens, 1000 + args.runs))
     client.shutdown()
 
-    ratio = statistics.median(e[1] / r[1] for e, r in zip(eng, raw, strict=True))
-    cb_ratio = statistics.median(c[1] / r[1] for c, r in zip(cb, raw, strict=True))
-    ttft_added = statistics.median((e[0] - r[0]) * 1000 for e, r in zip(eng, raw, strict=True))
-    alt_ratio = statistics.median(a[1] for a in alt) / statistics.median(e[1] for e in eng)
+    # This machine's speed drifts by several per cent within a minute (shared virtual CPUs), so each
+    # engine run is compared with the mean of the raw runs just before and just after it.
+    def ratios(runs: list[tuple[float, float]]) -> list[float]:
+        return [r[1] / ((raw[i][1] + raw[i + 1][1]) / 2) for i, r in enumerate(runs)]
+
+    def spread(values: list[float]) -> str:
+        q = statistics.quantiles(values, n=4)
+        return f"(middle half {q[0]:.3f} to {q[2]:.3f})"
+
+    eng_ratios, cb_ratios = ratios(eng), ratios(cb)
+    ratio, cb_ratio = statistics.median(eng_ratios), statistics.median(cb_ratios)
+    ttft_added = statistics.median((e[0] - (raw[i][0] + raw[i + 1][0]) / 2) * 1000 for i, e in enumerate(eng))
+    alt_ratio = statistics.median(a[1] / e[1] for a, e in zip(alt, eng, strict=True))
     print()
     print(f"model: {ref.name}, {threads} threads, {args.tokens} tokens, {args.runs} alternating runs")
     print(f"median raw tokens/s:            {statistics.median(r[1] for r in raw):.1f}")
     print(f"median engine tokens/s:         {statistics.median(e[1] for e in eng):.1f}")
-    print(f"median engine/raw throughput:   {ratio:.3f}   (target >= 0.97; stream iterated, as the CLI)")
-    print(f"  same, consumed by callbacks:  {cb_ratio:.3f}   (as the GUI)")
+    print(f"median engine/raw throughput:   {ratio:.3f}   (target >= 0.97; stream iterated, as the CLI) "
+          f"{spread(eng_ratios)}")
+    print(f"  same, consumed by callbacks:  {cb_ratio:.3f}   (as the GUI) {spread(cb_ratios)}")
     print(f"median raw ttft:                {statistics.median(r[0] for r in raw) * 1000:.1f} ms")
     print(f"median engine ttft:             {statistics.median(e[0] for e in eng) * 1000:.1f} ms")
     print(f"median ttft added by engine:    {ttft_added:.1f} ms   (target <= 20 ms)")

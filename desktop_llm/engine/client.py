@@ -95,9 +95,18 @@ class GenerationStream(Request):
     """A generate request: iterate for token events; ``result`` is the done event."""
 
     def tokens(self) -> Iterator[dict[str, Any]]:
-        for event in self.events():
-            if event["event"] == "token":
+        """The token events; raises the error if the request failed. (events() without its
+        generator layer in between: this runs once per generated token.)"""
+        get = self._events.get
+        while True:
+            event = get()
+            kind = event.get("event")
+            if kind == "token":
                 yield event
+            elif kind == "error":
+                raise self.error_of(event)
+            elif kind in FINAL_EVENTS:
+                return
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self.tokens()
@@ -194,11 +203,21 @@ class EngineClient:
                 log.close()
 
     def _read_events(self, proc: subprocess.Popen[bytes]) -> None:
+        pending = self._pending
         for line in proc.stdout:
             try:
                 event = decode(line)
             except ValueError:
                 self._stderr_tail.append(f"[bad event line] {line[:200]!r}")
+                continue
+            if event.get("event") == "token":
+                # The hot path, once per generated token: no bookkeeping to do. A request leaves
+                # _pending only on this thread, after its final event, so a lock-free get is safe.
+                req = pending.get(event.get("id"))
+                if req is not None and req.final is None:
+                    if req._on_event is not None:
+                        req._on_event(event)
+                    req._events.put(event)
                 continue
             with self._lock:
                 req = self._pending.get(event.get("id"))

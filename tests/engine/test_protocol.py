@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,16 @@ def test_unusual_token_events_fall_back_to_the_general_encoder(event):
             encode_token_event("r1", event)
         return
     assert encode_token_event("r1", event) == expected
+
+
+@pytest.mark.parametrize("line", [b'{"id":"r1","event":"done","usage":{"prompt_tokens":3}}\n',
+                                  '{"id": "r1", "text": "\u00e9"}', b'{"t":"\xc3\xa9"}\n',
+                                  b'  {"x":[1.5e3,null,true]}  \n'])
+def test_decoding_reads_what_json_reads(line):
+    assert decode(line) == json.loads(line)
+
+
+@pytest.mark.parametrize("line", [b'{"a":1} {"b":2}\n', b"[1, 2]\n", b"nope\n", b'{"a":\n', b"\xff\n"])
+def test_a_line_that_is_not_one_json_object_is_refused(line):
+    with pytest.raises(ValueError):
+        decode(line)
