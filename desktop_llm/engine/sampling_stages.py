@@ -10,12 +10,14 @@ backend's logits too.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from desktop_llm.core.sampling import SamplingParams
 from desktop_llm.engine.alternatives import top_k_ids
+from desktop_llm.engine.penalties import apply_bias_and_penalties, penalties_active, window_counts
 
 
 def _log_softmax(values: np.ndarray) -> np.ndarray:
@@ -56,20 +58,14 @@ def explain_next_token(logits: np.ndarray, params: SamplingParams, history: list
 
     stages: list[dict[str, Any]] = [{"name": "vocabulary", "kept": n_vocab}]
     x = raw.copy()
-    if params.logit_bias:
-        bias_ids = np.fromiter(params.logit_bias, dtype=np.int64)
-        x[bias_ids] += np.fromiter(params.logit_bias.values(), dtype=np.float32)
-        stages.append({"name": "logit_bias", "kept": int(np.count_nonzero(np.isfinite(x)))})
-    penalised = params.repeat_penalty != 1 or params.frequency_penalty != 0 or params.presence_penalty != 0
-    if params.repeat_last_n > 0 and penalised:
-        if history:
-            ids, counts = np.unique(np.asarray(history[-params.repeat_last_n:], dtype=np.int64),
-                                    return_counts=True)
-            sel = x[ids]
-            sel = np.where(sel <= 0, sel * np.float32(params.repeat_penalty), sel / np.float32(params.repeat_penalty))
-            x[ids] = (sel - counts.astype(np.float32) * np.float32(params.frequency_penalty)
-                      - np.float32(params.presence_penalty))
-        stages.append({"name": "penalties", "kept": int(np.count_nonzero(np.isfinite(x)))})
+    if params.logit_bias or penalties_active(params):
+        ids, counts = window_counts(history, params)
+        if params.logit_bias:
+            apply_bias_and_penalties(x, replace(params, repeat_last_n=0), ids, counts)
+            stages.append({"name": "logit_bias", "kept": int(np.count_nonzero(np.isfinite(x)))})
+        if penalties_active(params):
+            apply_bias_and_penalties(x, replace(params, logit_bias={}), ids, counts)
+            stages.append({"name": "penalties", "kept": int(np.count_nonzero(np.isfinite(x)))})
 
     if params.temperature == 0:
         # Greedy: the chain stops here, whatever top-k and the others say (as both backends do).

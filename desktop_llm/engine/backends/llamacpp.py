@@ -11,6 +11,7 @@ import ctypes
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import llama_cpp
@@ -24,6 +25,7 @@ from desktop_llm.core.sampling import SamplingParams
 from desktop_llm.engine.alternatives import logprob_and_top_k
 from desktop_llm.engine.backends.options import ALL_OPTIONS, LLAMACPP_OPTIONS, check_options
 from desktop_llm.engine.generation import Cancelled, TokenStep
+from desktop_llm.engine.penalties import PenaltyWindow
 
 DEFAULT_CTX = 4096
 RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
@@ -175,13 +177,16 @@ class LlamaCppBackend:
             raise InvalidRequest(
                 f"logit_bias names token id {bad[0]}, but this model's ids run 0 to {self._n_vocab - 1}.")
 
-    def _sampler(self, params: SamplingParams) -> LlamaSampler:
+    def _sampler(self, params: SamplingParams, native_penalties: bool = False) -> LlamaSampler:
+        """The chain. Logit bias and penalties are left to ``PenaltyWindow`` (see engine/penalties.py)
+        unless ``native_penalties``: llama.cpp's own samplers, kept to check that the two agree."""
         seed = RANDOM_SEED if params.seed is None else params.seed
         s = LlamaSampler()
-        if params.logit_bias:
-            s.add_logit_bias(self._n_vocab, params.logit_bias)
-        s.add_penalties(self._n_vocab, params.repeat_last_n, params.repeat_penalty,
-                        params.frequency_penalty, params.presence_penalty)
+        if native_penalties:
+            if params.logit_bias:
+                s.add_logit_bias(self._n_vocab, params.logit_bias)
+            s.add_penalties(self._n_vocab, params.repeat_last_n, params.repeat_penalty,
+                            params.frequency_penalty, params.presence_penalty)
         if params.grammar or params.json_schema:
             s.add_grammar(self.llm._model, self._grammar(params))
         if params.temperature == 0:
@@ -270,9 +275,11 @@ class LlamaCppBackend:
         return self._logits_view
 
     def stream(self, tokens: list[int], params: SamplingParams, n_alternatives: int,
-               cancel: threading.Event, continuation: list[int] | None = None) -> Iterator[TokenStep]:
+               cancel: threading.Event, continuation: list[int] | None = None,
+               native_penalties: bool = False) -> Iterator[TokenStep]:
         llm = self.llm
-        sampler = self._sampler(params)
+        sampler = self._sampler(params, native_penalties)
+        window = PenaltyWindow(replace(params, logit_bias={}, repeat_last_n=0) if native_penalties else params)
         work = np.empty(self._n_vocab, dtype=np.float32)
         try:
             if continuation:
@@ -280,6 +287,7 @@ class LlamaCppBackend:
                 # the chain would abort on tokens it did not allow: generation refuses that mix.)
                 for tok in continuation:
                     llama_cpp.llama_sampler_accept(sampler.sampler, tok)
+                    window.accept(tok)
                 self._eval_prompt(tokens + continuation[:-1], cancel)
                 forced = continuation[-1]
                 logprob, alts = logprob_and_top_k(self._last_logits(), forced, n_alternatives, work)
@@ -291,10 +299,15 @@ class LlamaCppBackend:
             else:
                 self._eval_prompt(tokens, cancel)
             while True:
+                logits = self._last_logits()
+                adjusted = window.apply(logits)  # the chain reads llama.cpp's logits buffer: adjust it there
                 token = sampler.sample(llm._ctx, -1)
+                if adjusted is not None:
+                    logits[adjusted[0]] = adjusted[1]  # back to the model's own logits for the log-probabilities
                 if self.is_end_token(token):
                     return
-                logprob, alts = logprob_and_top_k(self._last_logits(), token, n_alternatives, work)
+                window.accept(token)
+                logprob, alts = logprob_and_top_k(logits, token, n_alternatives, work)
                 yield TokenStep(token, self.token_piece(token), logprob, alts)
                 if llm.n_tokens >= self.n_ctx:
                     return
