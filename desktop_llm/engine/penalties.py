@@ -22,11 +22,19 @@ def penalties_active(params: SamplingParams) -> bool:
     return params.repeat_last_n > 0 and penalised
 
 
-def apply_bias_and_penalties(x: np.ndarray, params: SamplingParams, ids: np.ndarray, counts: np.ndarray) -> None:
-    """In place on float32 logits ``x``: the logit bias, then the penalties for the tokens ``ids``
-    that occurred ``counts`` times in the window (llama.cpp's logit-bias and penalties samplers)."""
+def bias_arrays(params: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
+    return (np.fromiter(params.logit_bias, dtype=np.int64, count=len(params.logit_bias)),
+            np.fromiter(params.logit_bias.values(), dtype=np.float32, count=len(params.logit_bias)))
+
+
+def apply_bias_and_penalties(x: np.ndarray, params: SamplingParams, ids: np.ndarray, counts: np.ndarray,
+                             bias: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """In place on float32 logits ``x``: the logit bias (``bias``: ``bias_arrays(params)``, made if not
+    given), then the penalties for the tokens ``ids`` that occurred ``counts`` times in the window
+    (llama.cpp's logit-bias and penalties samplers)."""
     if params.logit_bias:
-        x[np.fromiter(params.logit_bias, dtype=np.int64)] += np.fromiter(params.logit_bias.values(), dtype=np.float32)
+        bias_ids, bias_values = bias or bias_arrays(params)
+        x[bias_ids] += bias_values
     if ids.size and penalties_active(params):
         sel = x[ids]
         rp = np.float32(params.repeat_penalty)
@@ -50,6 +58,7 @@ class PenaltyWindow:
         self.params = params
         self.active = penalties_active(params)
         self.needed = self.active or bool(params.logit_bias)
+        self._bias = bias_arrays(params)
         self._recent: deque[int] = deque()
         self._counts: Counter[int] = Counter()
 
@@ -68,9 +77,10 @@ class PenaltyWindow:
         """Adjust ``x`` in place; return (ids, original values) to put back afterwards, or None if untouched."""
         if not self.needed:
             return None
-        ids = np.fromiter(self._counts, dtype=np.int64, count=len(self._counts))
-        counts = np.fromiter(self._counts.values(), dtype=np.int64, count=len(self._counts))
-        touched = np.concatenate((np.fromiter(self.params.logit_bias, dtype=np.int64), ids))
+        n = len(self._counts)
+        ids = np.fromiter(self._counts, dtype=np.int64, count=n)
+        counts = np.fromiter(self._counts.values(), dtype=np.int64, count=n)
+        touched = np.concatenate((self._bias[0], ids)) if self._bias[0].size and n else (ids if n else self._bias[0])
         original = x[touched]
-        apply_bias_and_penalties(x, self.params, ids, counts)
+        apply_bias_and_penalties(x, self.params, ids, counts, self._bias)
         return touched, original
