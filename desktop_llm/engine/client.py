@@ -95,18 +95,9 @@ class GenerationStream(Request):
     """A generate request: iterate for token events; ``result`` is the done event."""
 
     def tokens(self) -> Iterator[dict[str, Any]]:
-        """The token events; raises the error if the request failed. (events() without its
-        generator layer in between: this runs once per generated token.)"""
-        get = self._events.get
-        while True:
-            event = get()
-            kind = event.get("event")
-            if kind == "token":
+        for event in self.events():
+            if event["event"] == "token":
                 yield event
-            elif kind == "error":
-                raise self.error_of(event)
-            elif kind in FINAL_EVENTS:
-                return
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self.tokens()
@@ -214,10 +205,8 @@ class EngineClient:
                 # The hot path, once per generated token: no bookkeeping to do. A request leaves
                 # _pending only on this thread, after its final event, so a lock-free get is safe.
                 req = pending.get(event.get("id"))
-                if req is not None and req.final is None:
-                    if req._on_event is not None:
-                        req._on_event(event)
-                    req._events.put(event)
+                if req is not None:
+                    req._deliver(event)
                 continue
             with self._lock:
                 req = self._pending.get(event.get("id"))

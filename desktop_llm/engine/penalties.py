@@ -27,14 +27,14 @@ def bias_arrays(params: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
             np.fromiter(params.logit_bias.values(), dtype=np.float32, count=len(params.logit_bias)))
 
 
-def apply_bias_and_penalties(x: np.ndarray, params: SamplingParams, ids: np.ndarray, counts: np.ndarray,
-                             bias: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-    """In place on float32 logits ``x``: the logit bias (``bias``: ``bias_arrays(params)``, made if not
-    given), then the penalties for the tokens ``ids`` that occurred ``counts`` times in the window
-    (llama.cpp's logit-bias and penalties samplers)."""
-    if params.logit_bias:
-        bias_ids, bias_values = bias or bias_arrays(params)
-        x[bias_ids] += bias_values
+def apply_bias(x: np.ndarray, bias: tuple[np.ndarray, np.ndarray]) -> None:
+    """In place on float32 logits ``x``: the logit bias (``bias_arrays(params)``), as llama.cpp's logit-bias sampler."""
+    x[bias[0]] += bias[1]
+
+
+def apply_penalties(x: np.ndarray, params: SamplingParams, ids: np.ndarray, counts: np.ndarray) -> None:
+    """In place on float32 logits ``x``: the penalties for the tokens ``ids`` that occurred ``counts`` times
+    in the window, as llama.cpp's penalties sampler (which runs after the logit bias)."""
     if ids.size and penalties_active(params):
         sel = x[ids]
         rp = np.float32(params.repeat_penalty)
@@ -54,10 +54,11 @@ def window_counts(history: list[int], params: SamplingParams) -> tuple[np.ndarra
 class PenaltyWindow:
     """The tokens generated so far as the penalties see them, kept up to date token by token."""
 
-    def __init__(self, params: SamplingParams) -> None:
+    def __init__(self, params: SamplingParams, enabled: bool = True) -> None:
+        """``enabled`` False: llama.cpp's own samplers do the bias and penalties, and this does nothing."""
         self.params = params
-        self.active = penalties_active(params)
-        self.needed = self.active or bool(params.logit_bias)
+        self.active = enabled and penalties_active(params)
+        self.needed = self.active or (enabled and bool(params.logit_bias))
         self._bias = bias_arrays(params)
         self._recent: deque[int] = deque()
         self._counts: Counter[int] = Counter()
@@ -80,7 +81,8 @@ class PenaltyWindow:
         n = len(self._counts)
         ids = np.fromiter(self._counts, dtype=np.int64, count=n)
         counts = np.fromiter(self._counts.values(), dtype=np.int64, count=n)
-        touched = np.concatenate((self._bias[0], ids)) if self._bias[0].size and n else (ids if n else self._bias[0])
+        touched = np.concatenate((self._bias[0], ids))
         original = x[touched]
-        apply_bias_and_penalties(x, self.params, ids, counts, self._bias)
+        apply_bias(x, self._bias)
+        apply_penalties(x, self.params, ids, counts)
         return touched, original

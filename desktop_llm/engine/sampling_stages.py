@@ -10,14 +10,13 @@ backend's logits too.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from desktop_llm.core.sampling import SamplingParams
 from desktop_llm.engine.alternatives import top_k_ids
-from desktop_llm.engine.penalties import apply_bias_and_penalties, penalties_active, window_counts
+from desktop_llm.engine.penalties import apply_bias, apply_penalties, bias_arrays, penalties_active, window_counts
 
 
 def _log_softmax(values: np.ndarray) -> np.ndarray:
@@ -58,14 +57,12 @@ def explain_next_token(logits: np.ndarray, params: SamplingParams, history: list
 
     stages: list[dict[str, Any]] = [{"name": "vocabulary", "kept": n_vocab}]
     x = raw.copy()
-    if params.logit_bias or penalties_active(params):
-        ids, counts = window_counts(history, params)
-        if params.logit_bias:
-            apply_bias_and_penalties(x, replace(params, repeat_last_n=0), ids, counts)
-            stages.append({"name": "logit_bias", "kept": int(np.count_nonzero(np.isfinite(x)))})
-        if penalties_active(params):
-            apply_bias_and_penalties(x, replace(params, logit_bias={}), ids, counts)
-            stages.append({"name": "penalties", "kept": int(np.count_nonzero(np.isfinite(x)))})
+    if params.logit_bias:
+        apply_bias(x, bias_arrays(params))
+        stages.append({"name": "logit_bias", "kept": int(np.count_nonzero(np.isfinite(x)))})
+    if penalties_active(params):
+        apply_penalties(x, params, *window_counts(history, params))
+        stages.append({"name": "penalties", "kept": int(np.count_nonzero(np.isfinite(x)))})
 
     if params.temperature == 0:
         # Greedy: the chain stops here, whatever top-k and the others say (as both backends do).

@@ -42,17 +42,16 @@ class Worker:
         self._load_key: str | None = None  # the load request behind the model in memory (see _ensure_loaded)
 
     # -- output ------------------------------------------------------------------------------
-    def send(self, rid: str | None, event: str, **fields: Any) -> None:
-        data = encode({"id": rid, "event": event, **fields})
+    def _write(self, data: bytes) -> None:
         with self._out_lock:
             self._out.write(data)
             self._out.flush()
 
+    def send(self, rid: str | None, event: str, **fields: Any) -> None:
+        self._write(encode({"id": rid, "event": event, **fields}))
+
     def send_token(self, rid: str, event: dict[str, Any]) -> None:
-        data = encode_token_event(rid, event)
-        with self._out_lock:
-            self._out.write(data)
-            self._out.flush()
+        self._write(encode_token_event(rid, event))
 
     def send_error(self, rid: str | None, exc: DesktopLLMError) -> None:
         self.send(rid, "error", code=exc.code, message=exc.message, hint=exc.hint)

@@ -11,7 +11,6 @@ import ctypes
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import llama_cpp
@@ -279,7 +278,7 @@ class LlamaCppBackend:
                native_penalties: bool = False) -> Iterator[TokenStep]:
         llm = self.llm
         sampler = self._sampler(params, native_penalties)
-        window = PenaltyWindow(replace(params, logit_bias={}, repeat_last_n=0) if native_penalties else params)
+        window = PenaltyWindow(params, enabled=not native_penalties)
         work = np.empty(self._n_vocab, dtype=np.float32)
         try:
             if continuation:
