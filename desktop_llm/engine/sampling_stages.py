@@ -16,7 +16,7 @@ import numpy as np
 
 from desktop_llm.core.sampling import SamplingParams
 from desktop_llm.engine.alternatives import top_k_ids
-from desktop_llm.engine.penalties import apply_bias, apply_penalties, bias_arrays, penalties_active, window_counts
+from desktop_llm.engine.penalties import Penalties, float32_values, window_counts
 
 
 def _log_softmax(values: np.ndarray) -> np.ndarray:
@@ -57,11 +57,12 @@ def explain_next_token(logits: np.ndarray, params: SamplingParams, history: list
 
     stages: list[dict[str, Any]] = [{"name": "vocabulary", "kept": n_vocab}]
     x = raw.copy()
+    penalties, values = Penalties(params), float32_values(x)
     if params.logit_bias:
-        apply_bias(x, bias_arrays(params))
+        penalties.apply_bias(values)
         stages.append({"name": "logit_bias", "kept": int(np.count_nonzero(np.isfinite(x)))})
-    if penalties_active(params):
-        apply_penalties(x, params, *window_counts(history, params))
+    if penalties.active:
+        penalties.apply_penalties(values, window_counts(history, params))
         stages.append({"name": "penalties", "kept": int(np.count_nonzero(np.isfinite(x)))})
 
     if params.temperature == 0:

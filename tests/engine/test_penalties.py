@@ -52,3 +52,15 @@ def test_a_chosen_continuation_counts_for_the_penalties(llamacpp_smol):
     ours = _reply(llamacpp_smol, params, native=False, n=60, continuation=continuation)
     theirs = _reply(llamacpp_smol, params, native=True, n=60, continuation=continuation)
     assert ours == theirs
+
+
+def test_a_biased_token_that_repeats_gets_both_and_its_logprob_stays_the_models(llamacpp_smol):
+    # ',' (id 28) is pushed up by the bias and held back by the penalties, which grow with its count
+    # in the window; the log-probabilities must still be those of the raw logits.
+    params = SamplingParams.from_dict({"temperature": 0.9, "top_k": 50, "seed": 99, "repeat_penalty": 1.2,
+                                       "frequency_penalty": 0.3, "presence_penalty": 0.2, "repeat_last_n": 64,
+                                       "logit_bias": {"28": 6.0, **NO_END}})
+    ours = _reply(llamacpp_smol, params, native=False, n=80)
+    theirs = _reply(llamacpp_smol, params, native=True, n=80)
+    assert sum(token == 28 for token, _, _ in ours) >= 3
+    assert ours == theirs

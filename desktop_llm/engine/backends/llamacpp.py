@@ -301,8 +301,8 @@ class LlamaCppBackend:
                 logits = self._last_logits()
                 adjusted = window.apply(logits)  # the chain reads llama.cpp's logits buffer: adjust it there
                 token = sampler.sample(llm._ctx, -1)
-                if adjusted is not None:
-                    logits[adjusted[0]] = adjusted[1]  # back to the model's own logits for the log-probabilities
+                if adjusted:
+                    window.restore(logits)  # back to the model's own logits for the log-probabilities
                 if self.is_end_token(token):
                     return
                 window.accept(token)
