@@ -15,13 +15,13 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
-from llama_cpp._internals import LlamaSampler
+from llama_cpp._internals import LlamaBatch, LlamaSampler
 
 from desktop_llm.core.errors import InvalidRequest, ModelLoadError
 from desktop_llm.core.gguf_header import read_gguf_metadata
 from desktop_llm.core.models import ModelRef
 from desktop_llm.core.sampling import SamplingParams
-from desktop_llm.engine.alternatives import logprob_and_top_k
+from desktop_llm.engine.alternatives import ReplyScorer
 from desktop_llm.engine.backends.options import ALL_OPTIONS, LLAMACPP_OPTIONS, check_options
 from desktop_llm.engine.generation import Cancelled, TokenStep
 from desktop_llm.engine.penalties import PenaltyWindow
@@ -68,6 +68,37 @@ def _without_llama_cpp_chat_handlers() -> Iterator[None]:
         module.Jinja2ChatFormatter = original
 
 
+class _NextTokenBatch:
+    """A llama_batch of one token, its logits wanted: the next position of a reply.
+
+    Decoding it is ``Llama.eval([token])`` without the generality that costs tens of
+    microseconds a token with the caches cold from the previous decode (a KV-cache trim, a batch
+    refilled field by field): during a reply the cache already ends where the token goes.
+    """
+
+    def __init__(self) -> None:
+        self._owner = LlamaBatch(n_tokens=1, embd=0, n_seq_max=1)  # frees the batch when closed
+        batch = self.batch = self._owner.batch
+        batch.n_tokens = 1
+        batch.seq_id[0][0] = 0
+        batch.n_seq_id[0] = 1
+        batch.logits[0] = True
+        self._token, self._pos = batch.token, batch.pos
+
+    def decode(self, llm: llama_cpp.Llama, token: int) -> None:
+        n = llm.n_tokens
+        self._token[0] = token
+        self._pos[0] = n
+        code = llama_cpp.llama_decode(llm._ctx.ctx, self.batch)
+        if code != 0:
+            raise RuntimeError(f"llama_decode returned {code}")
+        llm.input_ids[n] = token  # as eval() keeps them: the next prompt's KV-cache reuse compares against it
+        llm.n_tokens = n + 1
+
+    def close(self) -> None:
+        self._owner.close()
+
+
 class LlamaCppBackend:
     name = "llamacpp"
 
@@ -83,6 +114,7 @@ class LlamaCppBackend:
         self._ends: dict[int, bool] = {}  # is_end_token, cached: it is asked once per generated token
         self._logits_address: int | None = None
         self._logits_view: np.ndarray | None = None
+        self._next: _NextTokenBatch | None = None
         self._meta: dict[str, Any] = {}
 
     # -- loading ---------------------------------------------------------------------------
@@ -123,6 +155,7 @@ class LlamaCppBackend:
         self.n_ctx = self.llm.n_ctx()
         self._vocab = self.llm._model.vocab
         self._n_vocab = self.n_vocab = self.llm.n_vocab()
+        self._next = _NextTokenBatch()
         progress("loading weights", 1.0)
         return {
             "backend": self.name,
@@ -143,6 +176,9 @@ class LlamaCppBackend:
             self._pieces.clear()
             self._ends.clear()
             self._logits_address = self._logits_view = None
+        if self._next is not None:
+            self._next.close()
+            self._next = None
 
     # -- tokens ------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
@@ -279,37 +315,39 @@ class LlamaCppBackend:
         llm = self.llm
         sampler = self._sampler(params, native_penalties)
         window = PenaltyWindow(params, enabled=not native_penalties)
-        work = np.empty(self._n_vocab, dtype=np.float32)
+        next_batch = self._next
+        assert next_batch is not None
         try:
-            if continuation:
-                # The chosen tokens count as generated for the penalties. (A grammar sampler in
-                # the chain would abort on tokens it did not allow: generation refuses that mix.)
-                for tok in continuation:
-                    llama_cpp.llama_sampler_accept(sampler.sampler, tok)
-                    window.accept(tok)
-                self._eval_prompt(tokens + continuation[:-1], cancel)
-                forced = continuation[-1]
-                logprob, alts = logprob_and_top_k(self._last_logits(), forced, n_alternatives, work)
-                yield TokenStep(forced, self.token_piece(forced), logprob, alts, forced=True)
-                # A chosen end-of-generation token is shown, then the reply ends there.
-                if llm.n_tokens >= self.n_ctx or self.is_end_token(forced):
-                    return
-                llm.eval([forced])
-            else:
-                self._eval_prompt(tokens, cancel)
-            while True:
-                logits = self._last_logits()
-                adjusted = window.apply(logits)  # the chain reads llama.cpp's logits buffer: adjust it there
-                token = sampler.sample(llm._ctx, -1)
-                if adjusted:
-                    window.restore(logits)  # back to the model's own logits for the log-probabilities
-                if self.is_end_token(token):
-                    return
-                window.accept(token)
-                logprob, alts = logprob_and_top_k(logits, token, n_alternatives, work)
-                yield TokenStep(token, self.token_piece(token), logprob, alts)
-                if llm.n_tokens >= self.n_ctx:
-                    return
-                llm.eval([token])
+            with ReplyScorer(self._n_vocab) as score:
+                if continuation:
+                    # The chosen tokens count as generated for the penalties. (A grammar sampler in
+                    # the chain would abort on tokens it did not allow: generation refuses that mix.)
+                    for tok in continuation:
+                        llama_cpp.llama_sampler_accept(sampler.sampler, tok)
+                        window.accept(tok)
+                    self._eval_prompt(tokens + continuation[:-1], cancel)
+                    forced = continuation[-1]
+                    logprob, alts = score(self._last_logits(), forced, n_alternatives)
+                    yield TokenStep(forced, self.token_piece(forced), logprob, alts, forced=True)
+                    # A chosen end-of-generation token is shown, then the reply ends there.
+                    if llm.n_tokens >= self.n_ctx or self.is_end_token(forced):
+                        return
+                    next_batch.decode(llm, forced)
+                else:
+                    self._eval_prompt(tokens, cancel)
+                while True:
+                    logits = self._last_logits()
+                    adjusted = window.apply(logits)  # the chain reads llama.cpp's logits buffer: adjust it there
+                    token = sampler.sample(llm._ctx, -1)
+                    if adjusted:
+                        window.restore(logits)  # back to the model's own logits for the log-probabilities
+                    if self.is_end_token(token):
+                        return
+                    window.accept(token)
+                    logprob, alts = score(logits, token, n_alternatives)
+                    yield TokenStep(token, self.token_piece(token), logprob, alts)
+                    if llm.n_tokens >= self.n_ctx:
+                        return
+                    next_batch.decode(llm, token)
         finally:
             sampler.close()
