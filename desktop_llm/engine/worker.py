@@ -23,6 +23,36 @@ from desktop_llm.engine.backends import create_backend, pick_backend
 from desktop_llm.engine.generation import Cancelled, build_prompt_tokens, run_generation, run_next_token
 from desktop_llm.engine.protocol import MODEL_OPS, OPS, PROTOCOL_VERSION, decode, encode, encode_token_event
 
+# A reply's token event is held back when another of its token events was written less than this
+# long ago, and goes out with the next one after that (or with the reply's end). A fast reply is
+# then written a few tokens at a time: every write wakes the reading app, and on a machine whose
+# cores are all decoding, a wake-up costs the engine ~40 us and the app ~100 us of the decode's
+# time (with 2 cores at ~100 tokens/s, about 1.5 % of the throughput). No token waits more than
+# this plus one token's interval, the first token of a reply never waits, and a reply slower
+# than this is written token by token as before.
+TOKEN_BATCH_SECONDS = 0.015
+
+
+class _TokenWriter:
+    """Writes one reply's token events, a few at a time when they come fast (``TOKEN_BATCH_SECONDS``)."""
+
+    def __init__(self, worker: Worker, rid: str, batch_seconds: float) -> None:
+        self._worker, self._rid, self._batch_seconds = worker, rid, batch_seconds
+        self._held: list[bytes] = []
+        self._written_at = -batch_seconds  # the first token goes out at once
+
+    def send(self, event: dict[str, Any]) -> None:
+        self._held.append(encode_token_event(self._rid, event))
+        now = time.perf_counter()
+        if now - self._written_at >= self._batch_seconds:
+            self.flush()
+            self._written_at = now
+
+    def flush(self) -> None:
+        if self._held:
+            self._worker._write(b"".join(self._held))
+            self._held.clear()
+
 
 def _load_key(load: dict[str, Any]) -> str:
     wanted = {"model": load.get("model"), "backend": load.get("backend") or "auto",
@@ -31,8 +61,9 @@ def _load_key(load: dict[str, Any]) -> str:
 
 
 class Worker:
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, token_batch_seconds: float = TOKEN_BATCH_SECONDS) -> None:
         self._out = out
+        self._token_batch_seconds = token_batch_seconds
         self._out_lock = threading.Lock()
         self._jobs: queue.Queue[tuple[dict[str, Any], float] | None] = queue.Queue()
         self._cancels: dict[str, threading.Event] = {}
@@ -49,9 +80,6 @@ class Worker:
 
     def send(self, rid: str | None, event: str, **fields: Any) -> None:
         self._write(encode({"id": rid, "event": event, **fields}))
-
-    def send_token(self, rid: str, event: dict[str, Any]) -> None:
-        self._write(encode_token_event(rid, event))
 
     def send_error(self, rid: str | None, exc: DesktopLLMError) -> None:
         self.send(rid, "error", code=exc.code, message=exc.message, hint=exc.hint)
@@ -183,7 +211,11 @@ class Worker:
 
     def _op_generate(self, rid: str, req: dict[str, Any], received: float) -> None:
         backend = self._require_model()
-        done = run_generation(backend, req, self._cancels[rid], lambda ev: self.send_token(rid, ev), received)
+        tokens = _TokenWriter(self, rid, self._token_batch_seconds)
+        try:
+            done = run_generation(backend, req, self._cancels[rid], tokens.send, received)
+        finally:
+            tokens.flush()  # before the done or error event
         self.send(rid, "done", **done)
 
     def _op_next_token(self, rid: str, req: dict[str, Any], received: float) -> None:
