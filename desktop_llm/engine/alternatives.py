@@ -63,44 +63,30 @@ def _log_normalizer(logits: np.ndarray, buf: np.ndarray) -> tuple[float, float |
     return m + math.log(float(buf.sum())), m
 
 
-def _logprob_and_top_k(logits: np.ndarray, chosen: int, k: int,
-                       buf: np.ndarray) -> tuple[float, list[tuple[int, float]]]:
-    log_z, m = _log_normalizer(logits, buf)  # numpy's pairwise float32 sum: ~1e-7 relative error
-    chosen_lp = float(logits[chosen]) - log_z
-    if k <= 0:
-        return chosen_lp, []
-    top = top_k_ids(logits, min(k, logits.shape[0]), m)
-    return chosen_lp, [(int(i), float(logits[i]) - log_z) for i in top]
-
-
-def logprob_and_top_k(logits: np.ndarray, chosen: int, k: int,
-                      work: np.ndarray | None = None) -> tuple[float, list[tuple[int, float]]]:
+def logprob_and_top_k(logits: np.ndarray, chosen: int, k: int) -> tuple[float, list[tuple[int, float]]]:
     """The chosen token's log-probability under the model's distribution, and the ``k`` most likely tokens.
 
     The distribution is the model's own (softmax of the raw logits, temperature 1), before the
     sampler's penalties and cut-offs, which is what "how likely did the model think this was" means.
-    Pass a float32 ``work`` buffer of the vocabulary's size to avoid allocating one each time;
-    a loop over a reply's tokens uses ``ReplyScorer``.
+    For one position; a loop over a reply's tokens uses ``ReplyScorer``.
     """
-    logits = np.asarray(logits, dtype=np.float32)
-    buf = work if work is not None and work.shape == logits.shape else np.empty_like(logits)
-    with np.errstate(over="ignore", under="ignore"):
-        return _logprob_and_top_k(logits, chosen, k, buf)
+    with ReplyScorer() as score:
+        return score(np.asarray(logits, dtype=np.float32), chosen, k)
 
 
 class ReplyScorer:
     """``logprob_and_top_k`` for the positions of one reply: the work buffer is made, and numpy's
     overflow and underflow warnings turned off, once for the reply instead of once a token.
 
-        with ReplyScorer(n_vocab) as score:
+        with ReplyScorer() as score:
             logprob, alternatives = score(logits, token, k)  # logits: contiguous float32
 
     Inside a generator the warnings stay off while it is suspended (numpy keeps them in a
     context variable of the thread): harmless for the generation loop that drives it.
     """
 
-    def __init__(self, n_vocab: int) -> None:
-        self._buf = np.empty(n_vocab, dtype=np.float32)
+    def __init__(self) -> None:
+        self._buf = np.empty(0, dtype=np.float32)
         self._errstate = np.errstate(over="ignore", under="ignore")
 
     def __enter__(self) -> ReplyScorer:
@@ -112,4 +98,11 @@ class ReplyScorer:
         self._errstate.__exit__(kind, exc, tb)
 
     def __call__(self, logits: np.ndarray, chosen: int, k: int) -> tuple[float, list[tuple[int, float]]]:
-        return _logprob_and_top_k(logits, chosen, k, self._buf)
+        if self._buf.shape != logits.shape:
+            self._buf = np.empty_like(logits)
+        log_z, m = _log_normalizer(logits, self._buf)  # numpy's pairwise float32 sum: ~1e-7 relative error
+        chosen_lp = float(logits[chosen]) - log_z
+        if k <= 0:
+            return chosen_lp, []
+        top = top_k_ids(logits, min(k, logits.shape[0]), m)
+        return chosen_lp, [(int(i), float(logits[i]) - log_z) for i in top]

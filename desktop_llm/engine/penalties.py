@@ -114,7 +114,7 @@ class PenaltyWindow:
                 counts[old] -= 1
 
     def apply(self, x: np.ndarray) -> bool:
-        """Adjust the float32 logits ``x`` in place; True if anything changed (then ``restore(x)`` later)."""
+        """Adjust the float32 logits ``x`` in place; True if anything changed (then ``restore()`` later)."""
         if not self.needed:
             return False
         if x is not self._x:  # the backend hands the same view over as long as llama.cpp's buffer stays
@@ -131,9 +131,9 @@ class PenaltyWindow:
         self._saved = saved
         return True
 
-    def restore(self, x: np.ndarray) -> None:
+    def restore(self) -> None:
         """Put back the logits ``apply`` changed: the model's own, for the log-probabilities."""
-        values = self._values if x is self._x else float32_values(x)
+        values = self._values
         for token, value in reversed(self._saved):
             values[token] = value
         self._saved = []

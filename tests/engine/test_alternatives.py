@@ -32,7 +32,7 @@ def test_a_replys_scorer_gives_the_same_without_numpy_warnings(offset):
     positions = [(rng.standard_normal(49152) * 3 + offset).astype(np.float32) for _ in range(3)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # exp() of logits near 95 overflows: that must stay silent
-        with ReplyScorer(49152) as score:
+        with ReplyScorer() as score:
             scored = [score(logits, 11, 5) for logits in positions]
     for logits, (lp, alts) in zip(positions, scored, strict=True):
         full = log_softmax(logits)

@@ -318,7 +318,7 @@ class LlamaCppBackend:
         next_batch = self._next
         assert next_batch is not None
         try:
-            with ReplyScorer(self._n_vocab) as score:
+            with ReplyScorer() as score:
                 if continuation:
                     # The chosen tokens count as generated for the penalties. (A grammar sampler in
                     # the chain would abort on tokens it did not allow: generation refuses that mix.)
@@ -340,7 +340,7 @@ class LlamaCppBackend:
                     adjusted = window.apply(logits)  # the chain reads llama.cpp's logits buffer: adjust it there
                     token = sampler.sample(llm._ctx, -1)
                     if adjusted:
-                        window.restore(logits)  # back to the model's own logits for the log-probabilities
+                        window.restore()  # back to the model's own logits for the log-probabilities
                     if self.is_end_token(token):
                         return
                     window.accept(token)

@@ -36,7 +36,7 @@ from desktop_llm.core.errors import InvalidRequest, ModelLoadError, UnsupportedP
 from desktop_llm.core.models import ModelRef
 from desktop_llm.core.paths import cache_dir
 from desktop_llm.core.sampling import SamplingParams
-from desktop_llm.engine.alternatives import logprob_and_top_k
+from desktop_llm.engine.alternatives import ReplyScorer
 from desktop_llm.engine.backends.options import ALL_OPTIONS, TORCH_OPTIONS, check_options
 from desktop_llm.engine.generation import Cancelled, TokenStep
 
@@ -402,31 +402,32 @@ class TorchBackend:
         # there is only told about the tokens it picked), and at a chosen continuation's tokens.
         history: list[int] = list(continuation or [])
         try:
-            if continuation:
-                logits = self._eval_prompt(tokens + continuation[:-1], cancel)
-                forced = continuation[-1]
-                logprob, alts = logprob_and_top_k(logits.numpy(), forced, n_alternatives)
-                yield TokenStep(forced, self.token_piece(forced), logprob, alts, forced=True)
-                # A chosen end-of-generation token is shown, then the reply ends there.
-                if len(self._cache_tokens) >= self.n_ctx or forced in self._eog:
-                    return
-                if cancel.is_set():
-                    raise Cancelled
-                logits = self._forward([forced])
-            else:
-                logits = self._eval_prompt(tokens, cancel)
-            while True:
-                token = self.sample(logits, params, history, generator)
-                if token in self._eog:
-                    return
-                logprob, alts = logprob_and_top_k(logits.numpy(), token, n_alternatives)
-                yield TokenStep(token, self.token_piece(token), logprob, alts)
-                history.append(token)
-                if len(self._cache_tokens) >= self.n_ctx:
-                    return
-                if cancel.is_set():
-                    raise Cancelled
-                logits = self._forward([token])
+            with ReplyScorer() as score:  # _forward gives contiguous CPU float32 logits
+                if continuation:
+                    logits = self._eval_prompt(tokens + continuation[:-1], cancel)
+                    forced = continuation[-1]
+                    logprob, alts = score(logits.numpy(), forced, n_alternatives)
+                    yield TokenStep(forced, self.token_piece(forced), logprob, alts, forced=True)
+                    # A chosen end-of-generation token is shown, then the reply ends there.
+                    if len(self._cache_tokens) >= self.n_ctx or forced in self._eog:
+                        return
+                    if cancel.is_set():
+                        raise Cancelled
+                    logits = self._forward([forced])
+                else:
+                    logits = self._eval_prompt(tokens, cancel)
+                while True:
+                    token = self.sample(logits, params, history, generator)
+                    if token in self._eog:
+                        return
+                    logprob, alts = score(logits.numpy(), token, n_alternatives)
+                    yield TokenStep(token, self.token_piece(token), logprob, alts)
+                    history.append(token)
+                    if len(self._cache_tokens) >= self.n_ctx:
+                        return
+                    if cancel.is_set():
+                        raise Cancelled
+                    logits = self._forward([token])
         except (Cancelled, GeneratorExit):
             raise
         except BaseException:
