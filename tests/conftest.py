@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import tempfile
 from pathlib import Path
 
 import pytest
 
+_session_base: Path | None = None
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Set before anything reads them; engine processes started by tests inherit them.
-    base = Path(tempfile.mkdtemp(prefix="desktop_llm_tests_"))
+    global _session_base
+    base = _session_base = Path(tempfile.mkdtemp(prefix="desktop_llm_tests_"))
     os.environ["DESKTOP_LLM_HOME"] = str(base / "home")
     os.environ["HF_HUB_CACHE"] = str(base / "hf-cache")
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     os.environ["PYTHON_KEYRING_BACKEND"] = "tests.memory_keyring.MemoryKeyring"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The session's home holds the models and exports the tests make (~2 GB): a run leaves none of
+    # it behind (hundreds of runs had filled this machine's disk).
+    if _session_base is not None:
+        shutil.rmtree(_session_base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
